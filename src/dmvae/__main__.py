@@ -1,0 +1,3 @@
+from dmvae.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,192 @@
+"""The batch format shared by every model, and an in-memory batch iterator.
+
+Whole data sets live on the chosen device as uint8 tensors. A batch is an index gather plus a
+float conversion (and, for noisy modalities, fresh Gaussian noise drawn on the device), so the
+training loop never runs per-sample Python and needs no DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Batch:
+    """A multimodal mini-batch.
+
+    `inputs` is what encoders see (noisy for denoising set-ups), `targets` what decoders
+    reconstruct (clean, in [0, 1]). `mask[:, k]` says whether modality `modalities[k]` is
+    observed for each sample, so missing modalities are expressed without changing shapes.
+    """
+
+    inputs: dict[str, Tensor]
+    targets: dict[str, Tensor]
+    labels: Tensor
+    mask: Tensor
+    modalities: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.labels.device
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            inputs={k: v.to(device) for k, v in self.inputs.items()},
+            targets={k: v.to(device) for k, v in self.targets.items()},
+            labels=self.labels.to(device),
+            mask=self.mask.to(device),
+            modalities=self.modalities,
+        )
+
+    def observe(self, names: Sequence[str]) -> Batch:
+        """The same batch with only `names` marked as observed."""
+        unknown = set(names) - set(self.modalities)
+        if unknown:
+            raise KeyError(
+                f"unknown modalities {sorted(unknown)}; this batch has {list(self.modalities)}"
+            )
+        keep = torch.tensor([m in names for m in self.modalities], device=self.mask.device)
+        return Batch(self.inputs, self.targets, self.labels, self.mask & keep, self.modalities)
+
+
+def make_batch(
+    inputs: Mapping[str, Tensor],
+    labels: Tensor | None = None,
+    targets: Mapping[str, Tensor] | None = None,
+    mask: Tensor | None = None,
+) -> Batch:
+    """Build a `Batch` from user tensors (all modalities observed unless `mask` says otherwise)."""
+    if not inputs:
+        raise ValueError("a batch needs at least one modality")
+    modalities = tuple(inputs)
+    n = {k: int(v.shape[0]) for k, v in inputs.items()}
+    if len(set(n.values())) != 1:
+        raise ValueError(f"modalities have different batch sizes: {n}")
+    size = next(iter(n.values()))
+    device = next(iter(inputs.values())).device
+    if labels is None:
+        labels = torch.full((size,), -1, dtype=torch.long, device=device)
+    if mask is None:
+        mask = torch.ones(size, len(modalities), dtype=torch.bool, device=device)
+    if tuple(mask.shape) != (size, len(modalities)):
+        raise ValueError(
+            f"mask has shape {tuple(mask.shape)}, expected (batch, modalities) = "
+            f"({size}, {len(modalities)})"
+        )
+    return Batch(dict(inputs), dict(targets or inputs), labels, mask.bool(), modalities)
+
+
+class MultimodalData:
+    """A paired multimodal data set held as tensors on one device.
+
+    Each modality has a uint8 image bank `images[m]` ([N_m, C, H, W]) and an index `index[m]`
+    ([N] int64) into it; sample i is `(images[m][index[m][i]] for m)` with label `labels[i]`.
+    Pairings with repeats (MNIST-SVHN has 1.1M pairs over 60k + 73k images) thus cost one
+    int64 per pair, not one image. `noise_std[m] > 0` adds fresh N(0, std^2) noise to the
+    encoder input of modality m at every batch; the target stays clean.
+    """
+
+    def __init__(
+        self,
+        images: Mapping[str, Tensor],
+        index: Mapping[str, Tensor],
+        labels: Tensor,
+        noise_std: Mapping[str, float] | None = None,
+    ) -> None:
+        if set(images) != set(index):
+            raise ValueError(
+                f"images and index name different modalities: {set(images)} vs {set(index)}"
+            )
+        self.modalities: tuple[str, ...] = tuple(images)
+        for m in self.modalities:
+            if images[m].dtype != torch.uint8:
+                raise TypeError(f"modality {m!r}: images must be uint8, got {images[m].dtype}")
+            if index[m].shape != labels.shape:
+                raise ValueError(
+                    f"modality {m!r}: index has shape {tuple(index[m].shape)}, labels {tuple(labels.shape)}"
+                )
+        self.images = dict(images)
+        self.index = {m: index[m].long() for m in self.modalities}
+        self.labels = labels.long()
+        self.noise_std = {m: float((noise_std or {}).get(m, 0.0)) for m in self.modalities}
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.labels.device
+
+    def shape(self, modality: str) -> tuple[int, ...]:
+        return tuple(self.images[modality].shape[1:])
+
+    def to(self, device: torch.device | str) -> MultimodalData:
+        return MultimodalData(
+            {m: v.to(device) for m, v in self.images.items()},
+            {m: v.to(device) for m, v in self.index.items()},
+            self.labels.to(device),
+            self.noise_std,
+        )
+
+    def subset(self, rows: Tensor) -> MultimodalData:
+        """The samples at `rows` (shares the image banks)."""
+        rows = rows.to(self.device)
+        return MultimodalData(
+            self.images,
+            {m: v[rows] for m, v in self.index.items()},
+            self.labels[rows],
+            self.noise_std,
+        )
+
+    def nbytes(self) -> int:
+        banks = sum(v.numel() * v.element_size() for v in self.images.values())
+        idx = sum(v.numel() * v.element_size() for v in self.index.values())
+        return banks + idx + self.labels.numel() * self.labels.element_size()
+
+    def batch(self, rows: Tensor, generator: torch.Generator | None = None) -> Batch:
+        """Gather `rows` into a float `Batch`; noise comes from `generator` (on this device)."""
+        rows = rows.to(self.device)
+        inputs, targets = {}, {}
+        for m in self.modalities:
+            clean = self.images[m][self.index[m][rows]].float().div_(255.0)
+            targets[m] = clean
+            std = self.noise_std[m]
+            if std > 0:
+                noise = torch.randn(
+                    clean.shape, generator=generator, device=clean.device, dtype=clean.dtype
+                )
+                inputs[m] = clean + std * noise
+            else:
+                inputs[m] = clean
+        mask = torch.ones(len(rows), len(self.modalities), dtype=torch.bool, device=self.device)
+        return Batch(inputs, targets, self.labels[rows], mask, self.modalities)
+
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = True,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
+        """One pass over the data in batches; the permutation comes from `generator`."""
+        n = len(self)
+        if shuffle:
+            order = torch.randperm(
+                n, generator=generator, device=generator.device if generator else "cpu"
+            )
+            order = order.to(self.device)
+        else:
+            order = torch.arange(n, device=self.device)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            yield self.batch(order[start : start + batch_size], generator)
+
+    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        return len(self) // batch_size if drop_last else -(-len(self) // batch_size)

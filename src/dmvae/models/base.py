@@ -1,0 +1,158 @@
+"""The interface every multimodal model of the library implements.
+
+Evaluation, training and the CLI talk to models only through these methods, so a user's own
+model (or their own encoders and decoders inside ours) works with the whole tool chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from dmvae.data.batch import Batch
+
+Style = Literal["prior", "posterior"]
+
+
+class ContentSampler(Protocol):
+    """Draws `n` samples of a model's shared latent (e.g. N(0, I) or an ex-post GMM)."""
+
+    def __call__(self, n: int, generator: torch.Generator | None = None) -> Tensor: ...
+
+
+class MultimodalVAE(nn.Module):
+    """Base class: a generative model over named modalities with a shared latent.
+
+    Subclasses set `modalities` and `shared_dim` and implement the abstract methods.
+    `inputs` arguments are mappings from modality name to a float tensor [B, ...]; modalities
+    not named in `subset` are ignored (treated as missing).
+    """
+
+    modalities: tuple[str, ...]
+    shared_dim: int
+
+    def check_subset(self, subset: Sequence[str] | None) -> tuple[str, ...]:
+        names = self.modalities if subset is None else tuple(subset)
+        if not names:
+            raise ValueError("the subset of modalities is empty: name at least one modality")
+        unknown = [m for m in names if m not in self.modalities]
+        if unknown:
+            raise KeyError(f"unknown modalities {unknown}; this model has {list(self.modalities)}")
+        return names
+
+    def auxiliary_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Optimisers the model steps itself inside `loss` (e.g. DMVAE's discriminators)."""
+        return {}
+
+    def main_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the main objective (all but those of auxiliary optimisers)."""
+        aux = {
+            id(p)
+            for opt in self.auxiliary_optimizers().values()
+            for g in opt.param_groups
+            for p in g["params"]
+        }
+        return [p for p in self.parameters() if id(p) not in aux]
+
+    def loss(self, batch: Batch, kl_weight: float = 1.0) -> dict[str, Tensor]:
+        """Named loss terms for one batch; `"loss"` is the total to minimise.
+
+        `kl_weight` is the annealing factor in [0, 1] the trainer sets per iteration.
+        """
+        raise NotImplementedError
+
+    def forward(self, batch: Batch, kl_weight: float = 1.0) -> dict[str, Tensor]:
+        return self.loss(batch, kl_weight)
+
+    def encode(
+        self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of the shared posterior given the modalities in `subset`."""
+        raise NotImplementedError
+
+    def embed(self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None) -> Tensor:
+        """The representation used for latent classification (posterior mean of the shared part)."""
+        return self.encode(inputs, subset)[0]
+
+    def ex_post_embeddings(self, inputs: dict[str, Tensor]) -> Tensor:
+        """Training-set embeddings an ex-post density (GMM) is fitted on."""
+        return self.embed(inputs, self.modalities)
+
+    def decode(self, latents: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Decoded means (Laplace location or Bernoulli probability) per modality in `latents`."""
+        raise NotImplementedError
+
+    def reconstruct(
+        self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
+    ) -> dict[str, Tensor]:
+        """Decoded means of every modality given the modalities in `subset`."""
+        return self.conditional_generate(inputs, self.modalities, subset, style="posterior")
+
+    def generate(
+        self,
+        n: int,
+        content_sampler: ContentSampler | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """Unconditional samples (decoded means) of every modality, `n` each."""
+        raise NotImplementedError
+
+    def conditional_generate(
+        self,
+        given: dict[str, Tensor],
+        targets: Sequence[str],
+        subset: Sequence[str] | None = None,
+        n_per_input: int = 1,
+        style: Style = "prior",
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """Decoded means of `targets` given the modalities `subset` of `given`.
+
+        Output rows are input-major: row `i * n_per_input + k` is sample k for input i.
+        `style="prior"` draws modality-specific factors from their prior (DMVAE), while
+        `"posterior"` samples the latent from the posterior (what the baselines do).
+        """
+        raise NotImplementedError
+
+    def prior_sampler(self) -> ContentSampler:
+        """Samples of the shared latent from the model's prior."""
+        dim = self.shared_dim
+
+        def sample(n: int, generator: torch.Generator | None = None) -> Tensor:
+            device = next(self.parameters()).device
+            return torch.randn(n, dim, generator=generator, device=device)
+
+        return sample
+
+
+def run_encoder(name: str, encoder: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Call `encoder` on modality `name`, turning a shape mismatch into an error that names it."""
+    try:
+        return encoder(x)
+    except RuntimeError as err:
+        if "shape" not in str(err) and "size" not in str(err):
+            raise
+        raise ValueError(
+            f"modality {name!r}: the encoder cannot take input of shape {tuple(x.shape)} ({err}); "
+            "pass images shaped like the data the model was built for"
+        ) from err
+
+
+def check_modalities(*named: tuple[str, Mapping[str, object]]) -> tuple[str, ...]:
+    """The common modality names of several mappings, in the first one's order."""
+    first = tuple(named[0][1])
+    if not first:
+        raise ValueError("a model needs at least one modality")
+    for what, mapping in named[1:]:
+        if set(mapping) != set(first):
+            raise ValueError(
+                f"{what} name modalities {sorted(mapping)} but {named[0][0]} name {sorted(first)}; "
+                "give every modality an encoder, a decoder and a likelihood"
+            )
+    return first
+
+
+ModelFactory = Callable[..., MultimodalVAE]

@@ -1,0 +1,286 @@
+"""DMVAE: modality-specific style s_m and shared content c (Daunhawer et al., GCPR 2020).
+
+The objective (paper eq. 4) is L = L_VAE + gamma * L_shared - delta * L_disent:
+- L_VAE: per modality a VAE over s_m whose decoder also sees the content mean of a random
+  subset (A or its complement B) of the modalities; content is detached there.
+- L_shared: InfoNCE between content sampled from all modalities and from a random subset; the
+  only term that trains the content heads.
+- L_disent: per modality the total correlation TC(s_m, c) estimated by a discriminator D_m (the
+  density-ratio trick); D_m is stepped by its own optimiser inside `loss`, before the main step,
+  and the estimate's gradient reaches s_m only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from dmvae import objectives as obj
+from dmvae.data.batch import Batch
+from dmvae.likelihoods import Likelihood
+from dmvae.models.base import (
+    ContentSampler,
+    MultimodalVAE,
+    Style,
+    check_modalities,
+    run_encoder,
+)
+from dmvae.nets import TCDiscriminator
+
+
+@dataclass
+class DMVAEConfig:
+    """Hyperparameters; `beta` and `delta` are one value for all modalities or one per name."""
+
+    style_dim: int = 10
+    content_dim: int = 10
+    beta: float | dict[str, float] = 1.0
+    gamma: float = 100.0
+    delta: float | dict[str, float] = 100.0
+    temperature: float = 1.0
+    disc_width: int = 500
+    disc_lr: float = 1e-4
+    disc_betas: tuple[float, float] = (0.5, 0.9)
+    subset_prob: float = 0.5
+
+
+def per_modality(value: float | Mapping[str, float], names: Sequence[str], what: str) -> dict:
+    if isinstance(value, Mapping):
+        missing = [m for m in names if m not in value]
+        unknown = [m for m in value if m not in names]
+        if missing or unknown:
+            raise ValueError(
+                f"{what} per modality must name exactly {list(names)} (missing {missing}, "
+                f"unknown {unknown})"
+            )
+        return {m: float(value[m]) for m in names}
+    return {m: float(value) for m in names}
+
+
+class DMVAE(MultimodalVAE):
+    """Encoders output Gaussian parameters over style_dim + content_dim dimensions (style first);
+    decoders take concat(s_m, c)."""
+
+    name = "dmvae"
+
+    def __init__(
+        self,
+        encoders: Mapping[str, nn.Module],
+        decoders: Mapping[str, nn.Module],
+        likelihoods: Mapping[str, Likelihood],
+        config: DMVAEConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config = config or DMVAEConfig()
+        self.modalities = check_modalities(
+            ("encoders", encoders), ("decoders", decoders), ("likelihoods", likelihoods)
+        )
+        self.style_dim, self.shared_dim = config.style_dim, config.content_dim
+        self.encoders = nn.ModuleDict({m: encoders[m] for m in self.modalities})
+        self.decoders = nn.ModuleDict({m: decoders[m] for m in self.modalities})
+        self.likelihoods = {m: likelihoods[m] for m in self.modalities}
+        self.beta = per_modality(config.beta, self.modalities, "beta")
+        self.delta = per_modality(config.delta, self.modalities, "delta")
+        self.discriminators = nn.ModuleDict(
+            {
+                m: TCDiscriminator(config.style_dim, config.content_dim, config.disc_width)
+                for m in self.modalities
+            }
+        )
+        self._disc_optimizer = torch.optim.Adam(
+            self.discriminators.parameters(), lr=config.disc_lr, betas=tuple(config.disc_betas)
+        )
+
+    def auxiliary_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"discriminators": self._disc_optimizer}
+
+    # ---------------------------------------------------------------- encoding
+    def _encode_each(
+        self, inputs: Mapping[str, Tensor], names: Sequence[str]
+    ) -> dict[str, tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """Per modality (style mu, style logvar, content mu, content logvar)."""
+        out = {}
+        s = self.style_dim
+        for m in names:
+            if m not in inputs:
+                raise KeyError(f"modality {m!r} is in the subset but not in the inputs")
+            mu, logvar = run_encoder(m, self.encoders[m], inputs[m])
+            if mu.shape[-1] != s + self.shared_dim:
+                raise ValueError(
+                    f"modality {m!r}: the encoder returns {mu.shape[-1]} dimensions, DMVAE needs "
+                    f"style_dim + content_dim = {s + self.shared_dim}"
+                )
+            out[m] = (mu[:, :s], logvar[:, :s], mu[:, s:], logvar[:, s:])
+        return out
+
+    def _content_poe(
+        self, enc: Mapping[str, tuple[Tensor, ...]], names: Sequence[str], mask: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        mu = torch.stack([enc[m][2] for m in names])
+        logvar = torch.stack([enc[m][3] for m in names])
+        return obj.product_of_experts(mu, logvar, mask)
+
+    def encode(
+        self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        names = self.check_subset(subset)
+        return self._content_poe(self._encode_each(inputs, names), names, None)
+
+    def embed(
+        self,
+        inputs: dict[str, Tensor],
+        subset: Sequence[str] | None = None,
+        with_style: bool = False,
+    ) -> Tensor:
+        """Content mean (the paper's latent representation); `with_style` appends style means."""
+        names = self.check_subset(subset)
+        enc = self._encode_each(inputs, names)
+        content = self._content_poe(enc, names, None)[0]
+        if not with_style:
+            return content
+        return torch.cat([content] + [enc[m][0] for m in names], dim=-1)
+
+    # ---------------------------------------------------------------- training
+    def loss(self, batch: Batch, kl_weight: float = 1.0) -> dict[str, Tensor]:
+        names = self.check_subset(batch.modalities)
+        unknown = [m for m in batch.modalities if m not in self.modalities]
+        if unknown:
+            raise KeyError(f"unknown modalities {unknown}; this model has {list(self.modalities)}")
+        enc = self._encode_each(batch.inputs, names)
+        observed = batch.mask.T  # [M, B]
+        keep = torch.rand(observed.shape, device=observed.device) < self.config.subset_prob
+        in_a, in_b = observed & keep, observed & ~keep
+        mu_a, logvar_a = self._content_poe(enc, names, in_a)
+        mu_b, _ = self._content_poe(enc, names, in_b)
+        c_a = obj.reparameterize(mu_a, logvar_a)
+
+        terms: dict[str, Tensor] = {}
+        total = torch.zeros((), device=batch.labels.device)
+        styles = {}
+        for k, m in enumerate(names):
+            s_mu, s_logvar = enc[m][0], enc[m][1]
+            s = obj.reparameterize(s_mu, s_logvar)
+            styles[m] = s
+            content = torch.where(in_a[k, :, None], mu_a, mu_b).detach()
+            loc = self.decoders[m](torch.cat([s, content], dim=-1))
+            weight = observed[k].float()
+            n = weight.sum().clamp_min(1.0)
+            rec = -(self.likelihoods[m].log_prob(batch.targets[m], loc) * weight).sum() / n
+            kl = (obj.kl_normal_standard(s_mu, s_logvar) * weight).sum() / n
+            terms[f"rec/{m}"] = rec
+            terms[f"kl/{m}"] = kl
+            total = total + rec + kl_weight * self.beta[m] * kl
+
+        shared = self._shared_term(enc, names, observed)
+        terms["shared"] = shared
+        total = total + self.config.gamma * shared
+
+        for k, m in enumerate(names):
+            rows = in_a[k]
+            tc, disc = self._tc_term(m, styles[m][rows], c_a[rows].detach())
+            terms[f"tc/{m}"] = tc
+            terms[f"disc/{m}"] = disc
+            total = total + self.delta[m] * tc
+        terms["loss"] = total
+        return terms
+
+    def _shared_term(self, enc: Mapping, names: Sequence[str], observed: Tensor) -> Tensor:
+        """InfoNCE between content from all modalities and from one random non-empty subset."""
+        mu_all, logvar_all = self._content_poe(enc, names, observed)
+        subset = torch.rand(len(names), device=observed.device) < self.config.subset_prob
+        if not subset.any():
+            subset[torch.randint(len(names), (1,), device=observed.device)] = True
+        mu_sub, logvar_sub = self._content_poe(enc, names, observed & subset[:, None])
+        c = obj.reparameterize(mu_all, logvar_all)
+        c_tilde = obj.reparameterize(mu_sub, logvar_sub)
+        return obj.info_nce(c, c_tilde, temperature=self.config.temperature)
+
+    def _tc_term(self, m: str, s: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """Step D_m on detached samples, then estimate TC with the updated D_m (grad to s only)."""
+        disc = self.discriminators[m]
+        if s.shape[0] < 2:
+            zero = s.sum() * 0.0
+            return zero, zero.detach()
+        s_perm = obj.permute_batch(s.detach())
+        if self.training and torch.is_grad_enabled():
+            logits = disc(torch.cat([s.detach(), s_perm]), torch.cat([c, c]))
+            n = s.shape[0]
+            disc_loss = obj.tc_discriminator_loss(logits[:n], logits[n:])
+            self._disc_optimizer.zero_grad(set_to_none=True)
+            disc_loss.backward()
+            self._disc_optimizer.step()
+            self._disc_optimizer.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad():
+                disc_loss = obj.tc_discriminator_loss(disc(s, c), disc(s_perm, c))
+        disc.requires_grad_(False)
+        try:
+            tc = obj.tc_estimate(disc(s, c))
+        finally:
+            disc.requires_grad_(True)
+        return tc, disc_loss.detach()
+
+    # ---------------------------------------------------------------- generation
+    def decode(self, latents: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {m: self.decoders[m](z) for m, z in latents.items()}
+
+    def _prior_style(self, n: int, generator: torch.Generator | None) -> Tensor:
+        device = next(self.parameters()).device
+        return torch.randn(n, self.style_dim, generator=generator, device=device)
+
+    def generate(
+        self,
+        n: int,
+        content_sampler: ContentSampler | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """Content from `content_sampler` (default N(0, I)); style from N(0, I) per modality."""
+        sampler = content_sampler or self.prior_sampler()
+        c = sampler(n, generator)
+        return {
+            m: self.decoders[m](torch.cat([self._prior_style(n, generator), c], dim=-1))
+            for m in self.modalities
+        }
+
+    def conditional_generate(
+        self,
+        given: dict[str, Tensor],
+        targets: Sequence[str],
+        subset: Sequence[str] | None = None,
+        n_per_input: int = 1,
+        style: Style = "prior",
+        generator: torch.Generator | None = None,
+        styles: Mapping[str, Tensor] | None = None,
+    ) -> dict[str, Tensor]:
+        """Content = PoE mean of `subset`; the target's style from its prior, or (with
+        `style="posterior"` and the target among the inputs) its posterior mean.
+
+        `styles[t]` ([n_per_input, style_dim]) fixes the k-th style of target t for every input,
+        so that each column of a grid shares one style (the paper's Figure 2).
+        """
+        names = self.check_subset(subset if subset is not None else tuple(given))
+        targets = self.check_subset(targets)
+        enc = self._encode_each(given, names)
+        content = self._content_poe(enc, names, None)[0].repeat_interleave(n_per_input, dim=0)
+        n = content.shape[0]
+        out = {}
+        for t in targets:
+            if styles is not None and t in styles:
+                s = styles[t].to(content).repeat(n // n_per_input, 1)
+            elif style == "posterior" and t in given:
+                s_mu = enc[t][0] if t in enc else self._encode_each(given, [t])[t][0]
+                s = s_mu.repeat_interleave(n_per_input, dim=0)
+            else:
+                s = self._prior_style(n, generator)
+            out[t] = self.decoders[t](torch.cat([s, content], dim=-1))
+        return out
+
+    def reconstruct(
+        self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
+    ) -> dict[str, Tensor]:
+        return self.conditional_generate(
+            inputs, tuple(m for m in self.modalities if m in inputs), subset, style="posterior"
+        )

@@ -115,6 +115,16 @@ class TrainConfig:
         )
 
 
+# Settings a resumed run may change: how long it runs, where, and how it reports.
+RESUMABLE = ("epochs", "max_steps", "device", "progress", "log_every", "checkpoint_every", "amp")
+
+
+def _identity(run: dict[str, Any]) -> dict[str, Any]:
+    """The part of a run config that must match for a checkpoint to be resumed."""
+    train = {k: v for k, v in run["train"].items() if k not in RESUMABLE}
+    return {**run, "train": train}
+
+
 def _rng_state(order: torch.Generator, noise: torch.Generator) -> dict[str, torch.Tensor]:
     state = {"order": order.get_state(), "noise": noise.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -151,7 +161,7 @@ def train(config: TrainConfig, resume: bool = False) -> MultimodalVAE:
     ckpt_path = out / CHECKPOINT
     if resume and ckpt_path.exists():
         saved = json.loads((out / "config.json").read_text())
-        if saved != run:
+        if _identity(saved) != _identity(run):
             raise ConfigError(
                 f"{out} was trained with another config; resume it with the same settings or "
                 "choose a new --out"

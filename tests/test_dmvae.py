@@ -1,0 +1,179 @@
+"""DMVAE: loss terms, where gradients may and may not flow, discriminator steps, generation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dmvae import nets
+from dmvae.data.batch import make_batch
+from dmvae.likelihoods import Likelihood
+from dmvae.models.dmvae import DMVAE, DMVAEConfig
+
+NAMES = ("m0", "m1", "m2")
+S, C = 4, 3
+
+
+def tiny_model(disc_width: int = 32, **overrides) -> DMVAE:
+    torch.manual_seed(0)
+    cfg = DMVAEConfig(style_dim=S, content_dim=C, beta=2.0, gamma=5.0, delta=3.0)
+    cfg.disc_width = disc_width
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    encoders = {m: nets.MLPEncoder((1, 8, 8), (16,), S + C) for m in NAMES}
+    decoders = {m: nets.MLPDecoder(S + C, (16,), (1, 8, 8), sigmoid=True) for m in NAMES}
+    likelihoods = {m: Likelihood("laplace", 0.75) for m in NAMES}
+    return DMVAE(encoders, decoders, likelihoods, cfg)
+
+
+def tiny_batch(n: int = 32, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 4, (n,), generator=g)
+    protos = torch.rand(4, 1, 8, 8, generator=g)
+    images = {
+        m: (protos[labels] + 0.1 * torch.randn(n, 1, 8, 8, generator=g)).clamp(0, 1) for m in NAMES
+    }
+    return make_batch(images, labels)
+
+
+def head_rows(model: DMVAE, m: str, part: str) -> torch.Tensor:
+    """Gradient rows of the style or content head of encoder m (mean and log-variance)."""
+    grad = model.encoders[m].heads.weight.grad
+    latent = S + C
+    sl = slice(0, S) if part == "style" else slice(S, latent)
+    shift = slice(sl.start + latent, sl.stop + latent)
+    return torch.cat([grad[sl], grad[shift]])
+
+
+def grads_of(model: DMVAE, term: torch.Tensor) -> None:
+    for p in model.parameters():
+        p.grad = None
+    term.backward(retain_graph=True)
+
+
+def test_loss_terms_are_named_and_finite():
+    model = tiny_model()
+    terms = model.loss(tiny_batch())
+    for m in NAMES:
+        for kind in ("rec", "kl", "tc", "disc"):
+            assert f"{kind}/{m}" in terms
+    assert "shared" in terms and "loss" in terms
+    assert all(torch.isfinite(v) for v in terms.values())
+
+
+def test_content_gets_no_gradient_from_reconstruction_kl_or_tc():
+    model = tiny_model()
+    terms = model.loss(tiny_batch())
+    for name in ("rec/m0", "kl/m1", "tc/m2"):
+        grads_of(model, terms[name])
+        m = name.split("/")[1]
+        assert torch.count_nonzero(head_rows(model, m, "content")) == 0, name
+        assert torch.count_nonzero(head_rows(model, m, "style")) > 0, name
+
+
+def test_shared_term_trains_content_only():
+    model = tiny_model()
+    terms = model.loss(tiny_batch())
+    grads_of(model, terms["shared"])
+    for m in NAMES:
+        assert torch.count_nonzero(head_rows(model, m, "content")) > 0
+        assert torch.count_nonzero(head_rows(model, m, "style")) == 0
+        assert all(p.grad is None for p in model.decoders[m].parameters())
+
+
+def test_tc_term_leaves_discriminators_and_decoders_alone():
+    model = tiny_model()
+    terms = model.loss(tiny_batch())
+    grads_of(model, terms["tc/m0"])
+    assert all(p.grad is None for p in model.discriminators.parameters())
+    assert all(p.grad is None for p in model.decoders.parameters())
+
+
+def test_discriminators_step_in_training_only():
+    model = tiny_model()
+    before = [p.detach().clone() for p in model.discriminators.parameters()]
+    model.eval()
+    model.loss(tiny_batch())
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, model.discriminators.parameters(), strict=True)
+    )
+    model.train()
+    model.loss(tiny_batch())
+    after = list(model.discriminators.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert model.main_parameters() and not (
+        {id(p) for p in model.main_parameters()}
+        & {id(p) for p in model.discriminators.parameters()}
+    )
+
+
+def test_missing_modality_contributes_nothing():
+    model = tiny_model()
+    batch = tiny_batch()
+    batch.mask[:, 1] = False
+    terms = model.loss(batch)
+    assert terms["rec/m1"] == 0 and terms["kl/m1"] == 0
+    grads_of(model, terms["loss"] - model.config.gamma * terms["shared"])
+    encoder = model.encoders["m1"]
+    assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in encoder.parameters())
+
+
+def test_training_reduces_the_loss():
+    model = tiny_model()
+    batch = tiny_batch(64)
+    opt = torch.optim.Adam(model.main_parameters(), lr=3e-3)
+    torch.manual_seed(5)
+    first = model.loss(batch)["rec/m0"].item()
+    for _ in range(60):
+        terms = model.loss(batch)
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+    torch.manual_seed(5)
+    assert model.loss(batch)["rec/m0"].item() < 0.7 * first
+
+
+def test_generation_shapes_and_input_major_rows():
+    model = tiny_model().eval()
+    x = tiny_batch(2).inputs
+    same = {m: torch.cat([x[m][:1], x[m][:1]]) for m in NAMES}
+    styles = {"m2": torch.randn(3, S)}
+    with torch.no_grad():
+        out = model.conditional_generate(same, ["m2"], ["m0", "m1"], n_per_input=3, styles=styles)
+        y = out["m2"]
+        assert y.shape == (6, 1, 8, 8)
+        assert torch.allclose(y[:3], y[3:])
+        assert not torch.allclose(y[0], y[1])
+        samples = model.generate(5)
+        assert set(samples) == set(NAMES) and samples["m0"].shape == (5, 1, 8, 8)
+        assert model.embed(x, ["m0"]).shape == (2, C)
+        assert model.embed(x, None, with_style=True).shape == (2, C + 3 * S)
+
+
+def test_conditional_generation_depends_on_inputs_only_through_content():
+    model = tiny_model().eval()
+    x = tiny_batch(4).inputs
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        a = model.conditional_generate(x, ["m1"], ["m0"], generator=g1)["m1"]
+        x2 = dict(x, m1=torch.rand_like(x["m1"]))
+        b = model.conditional_generate(x2, ["m1"], ["m0"], generator=g2)["m1"]
+    assert torch.allclose(a, b)
+
+
+def test_bad_inputs_give_clear_errors():
+    model = tiny_model()
+    x = tiny_batch(4).inputs
+    with pytest.raises(ValueError, match="empty"):
+        model.encode(x, [])
+    with pytest.raises(KeyError, match="unknown modalities"):
+        model.encode(x, ["audio"])
+    with pytest.raises(ValueError, match="m0"):
+        model.encode({"m0": torch.rand(4, 1, 9, 9)}, ["m0"])
+    with pytest.raises(ValueError, match="beta"):
+        DMVAE(
+            model.encoders,
+            model.decoders,
+            model.likelihoods,
+            DMVAEConfig(style_dim=S, content_dim=C, beta={"m0": 1.0}),
+        )

@@ -121,16 +121,18 @@ def test_missing_modality_contributes_nothing():
 def test_training_reduces_the_loss():
     model = tiny_model()
     batch = tiny_batch(64)
-    opt = torch.optim.Adam(model.main_parameters(), lr=3e-3)
+    opt = torch.optim.Adam(model.main_parameters(), lr=5e-3)
     torch.manual_seed(5)
-    first = model.loss(batch)["rec/m0"].item()
-    for _ in range(60):
+    first = model.loss(batch)
+    for _ in range(80):
         terms = model.loss(batch)
         opt.zero_grad()
         terms["loss"].backward()
         opt.step()
     torch.manual_seed(5)
-    assert model.loss(batch)["rec/m0"].item() < 0.7 * first
+    last = model.loss(batch)
+    assert last["loss"] < 0.9 * first["loss"]
+    assert last["rec/m0"] < first["rec/m0"] - 3.0
 
 
 def test_generation_shapes_and_input_major_rows():

@@ -1,0 +1,149 @@
+"""Objectives as pure functions of tensors: product of experts, KL, log-densities, InfoNCE,
+the total-correlation density-ratio estimate and the DReG estimator.
+
+Nothing here holds state, so each term can be tested against a direct computation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def product_of_experts(
+    mu: Tensor, logvar: Tensor, mask: Tensor | None = None, prior_expert: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Gaussian product of experts (closed form, precision-weighted), over the first dimension.
+
+    mu, logvar: [E, B, D]; mask: bool [E, B], False drops expert e for sample b. The joint
+    precision is sum_e exp(-logvar_e), computed as a logsumexp for stability; the joint mean is
+    the precision-weighted mean. `prior_expert` adds a N(0, I) expert. A sample with no expert
+    at all gets N(0, I), the product of an empty set of experts times the prior it falls back to.
+    """
+    log_prec = -logvar
+    if mask is not None:
+        log_prec = log_prec.masked_fill(~mask[..., None], float("-inf"))
+    if prior_expert:
+        zeros = torch.zeros_like(log_prec[:1])
+        log_prec = torch.cat([log_prec, zeros])
+        mu = torch.cat([mu, torch.zeros_like(mu[:1])])
+    joint_log_prec = torch.logsumexp(log_prec, dim=0)
+    empty = torch.isinf(joint_log_prec)
+    safe = torch.where(empty, torch.zeros_like(joint_log_prec), joint_log_prec)
+    weights = torch.exp(log_prec - safe)
+    joint_mu = (weights * mu).sum(0)
+    return torch.where(empty, 0.0, joint_mu), torch.where(empty, 0.0, -safe)
+
+
+def kl_normal_standard(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) = 0.5 * sum(mu^2 + var - 1 - logvar), over the last dim."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+
+
+def gaussian_log_prob(x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """Elementwise log N(x; mu, exp(logvar))."""
+    return -0.5 * (LOG_2PI + logvar + (x - mu).pow(2) * torch.exp(-logvar))
+
+
+def laplace_log_prob(x: Tensor, loc: Tensor, scale: float | Tensor) -> Tensor:
+    """Elementwise log Laplace(x; loc, scale) = -|x - loc| / scale - log(2 scale)."""
+    scale = torch.as_tensor(scale, dtype=loc.dtype, device=loc.device)
+    return -(x - loc).abs() / scale - torch.log(2 * scale)
+
+
+def bernoulli_log_prob(x: Tensor, probs: Tensor, eps: float = 1e-6) -> Tensor:
+    """Elementwise log Bernoulli(x; probs) for x in [0, 1] (probs clamped away from 0 and 1)."""
+    p = probs.clamp(eps, 1 - eps)
+    return x * torch.log(p) + (1 - x) * torch.log1p(-p)
+
+
+def sum_except_batch(t: Tensor, batch_dims: int = 1) -> Tensor:
+    """Sum over every dimension after the first `batch_dims`."""
+    return t.flatten(start_dim=batch_dims).sum(-1)
+
+
+def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """A sample mu + exp(logvar / 2) * eps that keeps gradients to mu and logvar."""
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def info_nce(z_a: Tensor, z_b: Tensor, temperature: float = 1.0, cosine: bool = True) -> Tensor:
+    """Symmetric NT-Xent: each of the 2N views must pick its partner among the 2N - 1 others.
+
+    Similarities are cosine (L2-normalised) over `temperature`; the self-similarity diagonal is
+    masked out with -inf, so every row has one positive and 2N - 2 negatives. Returns the mean
+    cross-entropy over the 2N rows (>= 0); `info_nce_bound` turns it into the MI lower bound.
+    """
+    n = z_a.shape[0]
+    z = torch.cat([z_a, z_b])
+    if cosine:
+        z = F.normalize(z, dim=-1)
+    sim = z @ z.T / temperature
+    eye = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    sim = sim.masked_fill(eye, float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+def info_nce_bound(loss: Tensor | float, batch_size: int) -> float:
+    """The InfoNCE mutual-information lower bound log(2N - 1) - loss of `info_nce`."""
+    return math.log(2 * batch_size - 1) - float(loss)
+
+
+def permute_batch(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Rows of `x` in a random order: samples of the product of marginals when paired with
+    an unpermuted partner (the density-ratio trick)."""
+    device = generator.device if generator is not None else x.device
+    perm = torch.randperm(x.shape[0], generator=generator, device=device)
+    return x[perm.to(x.device)]
+
+
+def tc_discriminator_loss(logits_joint: Tensor, logits_permuted: Tensor) -> Tensor:
+    """Cross-entropy of a discriminator telling joint samples (class 0) from permuted ones (1)."""
+    zeros = torch.zeros(logits_joint.shape[0], dtype=torch.long, device=logits_joint.device)
+    ones = torch.ones(logits_permuted.shape[0], dtype=torch.long, device=logits_permuted.device)
+    return 0.5 * (F.cross_entropy(logits_joint, zeros) + F.cross_entropy(logits_permuted, ones))
+
+
+def tc_estimate(logits_joint: Tensor) -> Tensor:
+    """Total correlation by the density-ratio trick: mean log D / (1 - D) on joint samples,
+    i.e. mean(logit_joint - logit_permuted) of an optimal discriminator."""
+    return (logits_joint[:, 0] - logits_joint[:, 1]).mean()
+
+
+def iwae_looser(log_weights: Tensor) -> Tensor:
+    """The "looser" importance-weighted bound of MMVAE, per sample: mean over experts E of
+    logsumexp over K samples of log w, minus log K. log_weights: [E, K, B] -> [B]."""
+    k = log_weights.shape[1]
+    return (torch.logsumexp(log_weights, dim=1) - math.log(k)).mean(0)
+
+
+def dreg_looser(log_weights: Tensor, z: Tensor) -> Tensor:
+    """DReG surrogate for the looser MMVAE bound; its value is the per-sample mean to MAXIMISE.
+
+    log_weights [E, K, B] must be computed with the posterior's parameters detached inside
+    log q (so their only path to the encoder is through z [E, K, B, D]). With normalised weights
+    w~ = softmax_K(log w), the IWAE gradient is sum_k w~_k d log w_k. DReG (Tucker et al., 2019)
+    replaces the encoder part by sum_k w~_k^2 d log w_k / d z_k * d z_k / d phi: the surrogate
+    sum_k w~_k log w_k (w~ held constant) gives decoder and prior gradients w~_k, and a hook on z
+    scales z's gradient by a further w~_k, making the encoder weight w~_k^2. Returns the mean
+    over experts and batch of sum_k w~_k log w_k (its gradient is what matters, not its value).
+    """
+    with torch.no_grad():
+        w = torch.softmax(log_weights, dim=1)
+    if z.requires_grad:
+        z.register_hook(lambda grad: grad * w.unsqueeze(-1))
+    return (w * log_weights).sum(1).mean(0)
+
+
+def kl_anneal_weight(step: int, anneal_steps: int) -> float:
+    """Linear KL annealing from 0 to 1 over `anneal_steps` iterations (1 if there is none)."""
+    if anneal_steps <= 0:
+        return 1.0
+    return min(1.0, step / anneal_steps)

@@ -117,29 +117,41 @@ def tc_estimate(logits_joint: Tensor) -> Tensor:
     return (logits_joint[:, 0] - logits_joint[:, 1]).mean()
 
 
+def laplace_rsample(
+    loc: Tensor, scale: Tensor, k: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """`k` reparameterised samples [k, *loc.shape] of Laplace(loc, scale) by inverse CDF."""
+    u = torch.rand((k, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype)
+    u = (u - 0.5).clamp(-0.5 + 1e-7, 0.5 - 1e-7)
+    return loc - scale * torch.sign(u) * torch.log1p(-2 * u.abs())
+
+
 def iwae_looser(log_weights: Tensor) -> Tensor:
-    """The "looser" importance-weighted bound of MMVAE, per sample: mean over experts E of
-    logsumexp over K samples of log w, minus log K. log_weights: [E, K, B] -> [B]."""
+    """Importance-weighted bound per expert: logsumexp over K samples of log w minus log K.
+
+    log_weights: [E, K, B] -> [E, B]. MMVAE's "looser" bound is the mean of this over the
+    experts E (the average sits outside the log).
+    """
     k = log_weights.shape[1]
-    return (torch.logsumexp(log_weights, dim=1) - math.log(k)).mean(0)
+    return torch.logsumexp(log_weights, dim=1) - math.log(k)
 
 
 def dreg_looser(log_weights: Tensor, z: Tensor) -> Tensor:
-    """DReG surrogate for the looser MMVAE bound; its value is the per-sample mean to MAXIMISE.
+    """DReG surrogate of `iwae_looser`, per expert and sample ([E, B]), to MAXIMISE.
 
     log_weights [E, K, B] must be computed with the posterior's parameters detached inside
     log q (so their only path to the encoder is through z [E, K, B, D]). With normalised weights
     w~ = softmax_K(log w), the IWAE gradient is sum_k w~_k d log w_k. DReG (Tucker et al., 2019)
     replaces the encoder part by sum_k w~_k^2 d log w_k / d z_k * d z_k / d phi: the surrogate
     sum_k w~_k log w_k (w~ held constant) gives decoder and prior gradients w~_k, and a hook on z
-    scales z's gradient by a further w~_k, making the encoder weight w~_k^2. Returns the mean
-    over experts and batch of sum_k w~_k log w_k (its gradient is what matters, not its value).
+    scales z's gradient by a further w~_k, making the encoder weight w~_k^2. Only the gradient
+    of the surrogate is meaningful; report `iwae_looser` for the bound's value.
     """
     with torch.no_grad():
         w = torch.softmax(log_weights, dim=1)
     if z.requires_grad:
         z.register_hook(lambda grad: grad * w.unsqueeze(-1))
-    return (w * log_weights).sum(1).mean(0)
+    return (w * log_weights).sum(1)
 
 
 def kl_anneal_weight(step: int, anneal_steps: int) -> float:

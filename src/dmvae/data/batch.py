@@ -110,7 +110,8 @@ class MultimodalData:
                 raise TypeError(f"modality {m!r}: images must be uint8, got {images[m].dtype}")
             if index[m].shape != labels.shape:
                 raise ValueError(
-                    f"modality {m!r}: index has shape {tuple(index[m].shape)}, labels {tuple(labels.shape)}"
+                    f"modality {m!r}: index has shape {tuple(index[m].shape)}, "
+                    f"labels {tuple(labels.shape)}"
                 )
         self.images = dict(images)
         self.index = {m: index[m].long() for m in self.modalities}

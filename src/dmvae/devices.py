@@ -1,0 +1,22 @@
+"""Device selection shared by every command (`--device auto|cpu|cuda[:N]`)."""
+
+from __future__ import annotations
+
+import torch
+
+from dmvae.errors import ConfigError
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """ "auto" picks CUDA when available, else the CPU; asking for CUDA without it is an error."""
+    if isinstance(name, torch.device):
+        return name
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu or cuda") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but CUDA is not available; use --device cpu")
+    return device

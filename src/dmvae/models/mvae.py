@@ -1,0 +1,163 @@
+"""MVAE (Wu & Goodman, 2018): one shared latent, a product of Gaussian experts with a N(0, I)
+prior expert, trained by the sub-sampled ELBO (joint + unimodal + random-subset ELBOs).
+
+Each modality is encoded once per step; every ELBO term reuses those experts through a PoE
+mask, and each decoder runs once on the stacked latents of all terms that reconstruct it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from dmvae import objectives as obj
+from dmvae.data.batch import Batch
+from dmvae.likelihoods import Likelihood
+from dmvae.models.base import (
+    ContentSampler,
+    MultimodalVAE,
+    Style,
+    check_modalities,
+    run_encoder,
+)
+
+
+@dataclass
+class MVAEConfig:
+    """`num_random_subsets` extra ELBOs on random subsets per batch when M > 2 (each drawn
+    once per batch with modalities kept with probability 1/2, at least one)."""
+
+    latent_dim: int = 20
+    beta: float = 1.0
+    num_random_subsets: int = 1
+
+
+class MVAE(MultimodalVAE):
+    name = "mvae"
+
+    def __init__(
+        self,
+        encoders: Mapping[str, nn.Module],
+        decoders: Mapping[str, nn.Module],
+        likelihoods: Mapping[str, Likelihood],
+        config: MVAEConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config = config or MVAEConfig()
+        self.modalities = check_modalities(
+            ("encoders", encoders), ("decoders", decoders), ("likelihoods", likelihoods)
+        )
+        self.shared_dim = config.latent_dim
+        self.encoders = nn.ModuleDict({m: encoders[m] for m in self.modalities})
+        self.decoders = nn.ModuleDict({m: decoders[m] for m in self.modalities})
+        self.likelihoods = {m: likelihoods[m] for m in self.modalities}
+
+    def _experts(self, inputs: Mapping[str, Tensor], names: Sequence[str]) -> tuple[Tensor, Tensor]:
+        mus, logvars = [], []
+        for m in names:
+            if m not in inputs:
+                raise KeyError(f"modality {m!r} is in the subset but not in the inputs")
+            mu, logvar = run_encoder(m, self.encoders[m], inputs[m])
+            mus.append(mu)
+            logvars.append(logvar)
+        return torch.stack(mus), torch.stack(logvars)
+
+    def encode(
+        self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        names = self.check_subset(subset)
+        mu, logvar = self._experts(inputs, names)
+        return obj.product_of_experts(mu, logvar, None, prior_expert=True)
+
+    def training_subsets(self, device: torch.device) -> Tensor:
+        """Bool [T, M]: the joint subset, each single modality, and random subsets if M > 2."""
+        m = len(self.modalities)
+        rows = [torch.ones(1, m, dtype=torch.bool, device=device)]
+        rows.append(torch.eye(m, dtype=torch.bool, device=device))
+        if m > 2 and self.config.num_random_subsets > 0:
+            rand = torch.rand(self.config.num_random_subsets, m, device=device) < 0.5
+            empty = ~rand.any(1)
+            pick = torch.randint(m, (rand.shape[0],), device=device)
+            rand[empty, pick[empty]] = True
+            rows.append(rand)
+        return torch.cat(rows)
+
+    def loss(self, batch: Batch, kl_weight: float = 1.0) -> dict[str, Tensor]:
+        names = self.check_subset(batch.modalities)
+        mu, logvar = self._experts(batch.inputs, names)  # [M, B, D]
+        subsets = self.training_subsets(mu.device)  # [T, M]
+        observed = batch.mask.T  # [M, B]
+        t, m_count, b = subsets.shape[0], len(names), mu.shape[1]
+        masks = subsets[:, :, None] & observed[None]  # [T, M, B]
+        # One PoE over all terms at once: experts [M, T*B, D] with masks [M, T*B].
+        joint_mu, joint_logvar = obj.product_of_experts(
+            mu.repeat(1, t, 1),
+            logvar.repeat(1, t, 1),
+            masks.permute(1, 0, 2).reshape(m_count, t * b),
+            prior_expert=True,
+        )
+        z = obj.reparameterize(joint_mu, joint_logvar).view(t, b, -1)
+        kl = obj.kl_normal_standard(joint_mu, joint_logvar).view(t, b)
+        active = masks.any(1)  # [T, B]: the term has at least one observed modality
+        terms: dict[str, Tensor] = {}
+        elbo = torch.zeros(t, b, device=mu.device)
+        for k, m in enumerate(names):
+            rows = subsets[:, k].nonzero().squeeze(1)  # terms reconstructing m
+            loc = self.decoders[m](z[rows].reshape(-1, z.shape[-1]))
+            target = batch.targets[m].repeat(len(rows), *[1] * (batch.targets[m].dim() - 1))
+            lp = self.likelihoods[m].log_prob(target, loc).view(len(rows), b)
+            lp = lp * observed[k]
+            elbo = elbo.index_add(0, rows, lp)
+            terms[f"rec/{m}"] = -lp[0].mean()  # row 0 is the joint term
+        elbo = elbo - kl_weight * self.config.beta * kl
+        elbo = elbo * active
+        per_term = -elbo.sum(1) / active.sum(1).clamp_min(1)
+        terms["elbo/joint"] = per_term[0]
+        for k, m in enumerate(names):
+            terms[f"elbo/{m}"] = per_term[1 + k]
+        if t > 1 + m_count:
+            terms["elbo/random"] = per_term[1 + m_count :].mean()
+        terms["kl/joint"] = kl[0].mean()
+        terms["loss"] = -elbo.sum() / b
+        return terms
+
+    def decode(self, latents: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {m: self.decoders[m](z) for m, z in latents.items()}
+
+    def generate(
+        self,
+        n: int,
+        content_sampler: ContentSampler | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        z = (content_sampler or self.prior_sampler())(n, generator)
+        return {m: self.decoders[m](z) for m in self.modalities}
+
+    def conditional_generate(
+        self,
+        given: dict[str, Tensor],
+        targets: Sequence[str],
+        subset: Sequence[str] | None = None,
+        n_per_input: int = 1,
+        style: Style = "posterior",
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """z from the PoE posterior of `subset` (sampled for "posterior", its mean for "prior":
+        MVAE has no modality-specific prior to draw style from)."""
+        names = self.check_subset(subset if subset is not None else tuple(given))
+        targets = self.check_subset(targets)
+        mu, logvar = self.encode(given, names)
+        mu = mu.repeat_interleave(n_per_input, dim=0)
+        logvar = logvar.repeat_interleave(n_per_input, dim=0)
+        z = obj.reparameterize(mu, logvar, generator) if style == "posterior" else mu
+        return {t: self.decoders[t](z) for t in targets}
+
+    def reconstruct(
+        self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
+    ) -> dict[str, Tensor]:
+        names = self.check_subset(subset if subset is not None else tuple(inputs))
+        mu, _ = self.encode(inputs, names)
+        return {m: self.decoders[m](mu) for m in self.modalities if m in inputs}

@@ -86,6 +86,8 @@ def make_batch(
 class MultimodalData:
     """A paired multimodal data set held as tensors on one device.
 
+    `bank_labels[m]` (optional) labels every image of bank m, so pairings can be checked.
+
     Each modality has a uint8 image bank `images[m]` ([N_m, C, H, W]) and an index `index[m]`
     ([N] int64) into it; sample i is `(images[m][index[m][i]] for m)` with label `labels[i]`.
     Pairings with repeats (MNIST-SVHN has 1.1M pairs over 60k + 73k images) thus cost one
@@ -99,6 +101,7 @@ class MultimodalData:
         index: Mapping[str, Tensor],
         labels: Tensor,
         noise_std: Mapping[str, float] | None = None,
+        bank_labels: Mapping[str, Tensor] | None = None,
     ) -> None:
         if set(images) != set(index):
             raise ValueError(
@@ -117,6 +120,7 @@ class MultimodalData:
         self.index = {m: index[m].long() for m in self.modalities}
         self.labels = labels.long()
         self.noise_std = {m: float((noise_std or {}).get(m, 0.0)) for m in self.modalities}
+        self.bank_labels = dict(bank_labels or {})
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -129,11 +133,20 @@ class MultimodalData:
         return tuple(self.images[modality].shape[1:])
 
     def to(self, device: torch.device | str) -> MultimodalData:
+        """A copy on `device`; banks shared between modalities are moved once and stay shared."""
+        moved: dict[int, Tensor] = {}
+
+        def move(t: Tensor) -> Tensor:
+            if id(t) not in moved:
+                moved[id(t)] = t.to(device)
+            return moved[id(t)]
+
         return MultimodalData(
-            {m: v.to(device) for m, v in self.images.items()},
+            {m: move(v) for m, v in self.images.items()},
             {m: v.to(device) for m, v in self.index.items()},
             self.labels.to(device),
             self.noise_std,
+            {m: move(v) for m, v in self.bank_labels.items()},
         )
 
     def subset(self, rows: Tensor) -> MultimodalData:
@@ -144,10 +157,12 @@ class MultimodalData:
             {m: v[rows] for m, v in self.index.items()},
             self.labels[rows],
             self.noise_std,
+            self.bank_labels,
         )
 
     def nbytes(self) -> int:
-        banks = sum(v.numel() * v.element_size() for v in self.images.values())
+        unique = {id(v): v for v in self.images.values()}.values()
+        banks = sum(v.numel() * v.element_size() for v in unique)
         idx = sum(v.numel() * v.element_size() for v in self.index.values())
         return banks + idx + self.labels.numel() * self.labels.element_size()
 

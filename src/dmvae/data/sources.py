@@ -1,0 +1,120 @@
+"""MNIST and SVHN as uint8 tensors, read through torchvision's data set classes.
+
+`download=False` never touches the network: missing or unreadable files raise one `DataError`
+that names the files and how to get them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dmvae.errors import DataError
+
+MNIST_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
+FIX = (
+    "pass --download (with a network), put the official files there, or point --data-root / "
+    "DMVAE_DATA at a folder that has them"
+)
+
+
+def user_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/dmvae, else ~/.cache/dmvae."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dmvae"
+
+
+def resolve_data_root(arg: str | Path | None = None) -> Path:
+    """The data root: the argument, else $DMVAE_DATA, else the per-user cache directory."""
+    if arg:
+        return Path(arg).expanduser()
+    env = os.environ.get("DMVAE_DATA")
+    if env:
+        return Path(env).expanduser()
+    return user_cache_dir() / "data"
+
+
+def load_mnist(root: str | Path, train: bool, download: bool = False) -> tuple[Tensor, Tensor]:
+    """MNIST images uint8 [N, 1, 28, 28] and labels int64 [N]."""
+    from torchvision.datasets import MNIST
+
+    root = Path(root)
+    raw = root / "MNIST" / "raw"
+    files = [raw / f for f in MNIST_FILES[train]]
+    missing = [str(f) for f in files if not f.exists() and not Path(str(f) + ".gz").exists()]
+    if missing and not download:
+        raise DataError(f"MNIST files missing: {', '.join(missing)}; {FIX}")
+    try:
+        ds = MNIST(str(root), train=train, download=download)
+        images, labels = ds.data, ds.targets
+    except (RuntimeError, OSError, ValueError) as err:
+        raise DataError(
+            f"cannot read MNIST from {raw} ({err}); the files may be corrupt: delete them and {FIX}"
+        ) from err
+    expected = 60000 if train else 10000
+    if images.shape != (expected, 28, 28) or labels.shape != (expected,):
+        raise DataError(
+            f"MNIST {'train' if train else 'test'} files in {raw} hold images {tuple(images.shape)}"
+            f" and labels {tuple(labels.shape)}, expected ({expected}, 28, 28) and ({expected},); "
+            f"replace them with the official files"
+        )
+    if labels.min() < 0 or labels.max() > 9:
+        raise DataError(f"MNIST labels in {raw} are outside 0..9; replace the files")
+    return images.to(torch.uint8).unsqueeze(1).contiguous(), labels.long()
+
+
+def _svhn_class(verify: bool) -> type:
+    """torchvision's SVHN, or a subclass that accepts a file without the official checksum."""
+    from torchvision.datasets import SVHN
+
+    if verify:
+        return SVHN
+
+    class UncheckedSVHN(SVHN):
+        def _check_integrity(self) -> bool:
+            return os.path.exists(os.path.join(self.root, self.filename))
+
+    return UncheckedSVHN
+
+
+def load_svhn(
+    root: str | Path, split: str, download: bool = False, verify: bool = True
+) -> tuple[Tensor, Tensor]:
+    """SVHN images uint8 [N, 3, 32, 32] and labels int64 [N] in 0..9 (torchvision maps 10 to 0).
+
+    `verify=False` skips torchvision's md5 check, for custom or test files in the official
+    `.mat` format.
+    """
+    if split not in SVHN_FILES:
+        raise DataError(f"unknown SVHN split {split!r}: use one of {list(SVHN_FILES)}")
+    root = Path(root)
+    path = root / SVHN_FILES[split]
+    if not path.exists() and not download:
+        raise DataError(f"SVHN file missing: {path}; {FIX}")
+    try:
+        ds = _svhn_class(verify)(str(root), split=split, download=download)
+        images, labels = ds.data, ds.labels
+    except (RuntimeError, OSError, ValueError, KeyError, TypeError) as err:
+        hint = " (or verify=False / --no-verify for a custom file)" if verify else ""
+        raise DataError(
+            f"cannot read SVHN from {path} ({err}); the file may be corrupt or not the official "
+            f"one: delete it and {FIX}{hint}"
+        ) from err
+    images = np.asarray(images)
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    if images.ndim != 4 or images.shape[1:] != (3, 32, 32) or len(images) != len(labels):
+        raise DataError(
+            f"{path} holds images {images.shape} and {len(labels)} labels, expected "
+            "[N, 3, 32, 32] and N; replace it with the official file"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(f"SVHN labels in {path} are outside 1..10; replace the file")
+    return torch.from_numpy(images.astype(np.uint8)).contiguous(), torch.from_numpy(labels)

@@ -1,0 +1,31 @@
+"""Shared fixtures: the real MNIST in ../shared/data (or $DMVAE_DATA)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    root = Path(os.environ.get("DMVAE_DATA") or REPO.parent / "shared" / "data")
+    if not (root / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+        pytest.skip(f"real MNIST not found under {root}/MNIST/raw (set DMVAE_DATA)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_mnist(mnist_root):
+    from dmvae.data.sources import load_mnist
+
+    return (*load_mnist(mnist_root, train=True), *load_mnist(mnist_root, train=False))
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Index files and classifiers go to a per-session temporary user cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -49,15 +49,17 @@ def test_each_model_learns_on_real_paired_mnist(tmp_path, mnist_root, model, mod
     untrained = experiments.build_model(cfg.to_run_config()).eval()
     trained = train(cfg)
 
-    def loss(m):
+    def reconstruction(m):
+        """Negative log-likelihood (KL weights are still annealing at this point)."""
         torch.manual_seed(1)
         with torch.no_grad():
-            return float(m.loss(batch)["loss"])
+            terms = m.loss(batch)
+        return sum(float(v) for k, v in terms.items() if k.startswith("rec/"))
 
-    before, after = loss(untrained), loss(trained)
-    assert after < before
+    before, after = reconstruction(untrained), reconstruction(trained)
+    assert after < before - 100 * modalities
     log = [json.loads(line) for line in (tmp_path / f"{model}-{modalities}" / "log.jsonl").open()]
-    assert [r["step"] for r in log] == list(range(2, 26, 2))
+    assert [r["step"] for r in log] == [*range(2, 26, 2), 25]
     assert all("loss" in r for r in log)
 
 

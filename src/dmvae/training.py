@@ -230,7 +230,7 @@ def train(config: TrainConfig, resume: bool = False) -> MultimodalVAE:
                     terms = model.loss(batch, kl_weight)
                 loss = terms["loss"]
                 if not torch.isfinite(loss):
-                    bad = {k: float(v) for k, v in terms.items()}
+                    bad = {k: float(v.detach()) for k, v in terms.items()}
                     raise TrainingDiverged(
                         f"the loss became {float(loss)} at step {step} (terms {bad}); the last "
                         f"good checkpoint is kept in {ckpt_path}; lower the learning rate or "

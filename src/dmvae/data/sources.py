@@ -99,10 +99,12 @@ def load_svhn(
     path = root / SVHN_FILES[split]
     if not path.exists() and not download:
         raise DataError(f"SVHN file missing: {path}; {FIX}")
+    from scipy.io.matlab import MatReadError
+
     try:
         ds = _svhn_class(verify)(str(root), split=split, download=download)
         images, labels = ds.data, ds.labels
-    except (RuntimeError, OSError, ValueError, KeyError, TypeError) as err:
+    except (RuntimeError, OSError, ValueError, KeyError, TypeError, MatReadError) as err:
         hint = " (or verify=False / --no-verify for a custom file)" if verify else ""
         raise DataError(
             f"cannot read SVHN from {path} ({err}); the file may be corrupt or not the official "

@@ -52,14 +52,15 @@ def floor_step(name: str, model, batch, optimizer, k: int):
     names = model.modalities
     n = len(batch)
 
-    def rows_per_decoder() -> int:
+    def decodes(k_mod: int) -> int:
+        """Rows decoder k_mod runs on: one per ELBO term that reconstructs its modality."""
         if name == "dmvae":
             return n
         if name == "mvae":
-            m = len(names)
-            subsets = 1 + m + (model.config.num_random_subsets if m > 2 else 0)
-            return n * subsets  # an upper bound: every ELBO term decodes each modality once
+            return n * int(subsets[:, k_mod].sum())
         return n * len(names) * k
+
+    subsets = model.training_subsets(torch.device("cpu")) if name == "mvae" else None
 
     def step():
         total = 0.0
@@ -68,8 +69,8 @@ def floor_step(name: str, model, batch, optimizer, k: int):
             mu, logvar = model.encoders[m](batch.inputs[m])
             latents[m] = mu + logvar.exp()
             total = total + mu.mean() + logvar.mean()
-        reps = rows_per_decoder() // n
-        for m in names:
+        for k_mod, m in enumerate(names):
+            reps = decodes(k_mod) // n
             z = latents[m].repeat(reps, 1) if reps > 1 else latents[m]
             total = total + model.decoders[m](z).mean()
         if name == "dmvae":

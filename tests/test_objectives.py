@@ -172,3 +172,12 @@ def test_iwae_looser_value_and_anneal_weight():
     assert obj.iwae_looser(lw).mean(0).item() == pytest.approx(expected)
     assert obj.kl_anneal_weight(0, 10) == 0 and obj.kl_anneal_weight(5, 10) == 0.5
     assert obj.kl_anneal_weight(50, 10) == 1.0 and obj.kl_anneal_weight(3, 0) == 1.0
+
+
+def test_fused_l1_distance_matches_autograd_of_the_plain_expression():
+    torch.manual_seed(6)
+    loc = torch.randn(2, 3, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(4, 5, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: obj.l1_distance(a, b, 2), (loc, x))
+    plain = (loc - x).abs().flatten(3).sum(-1)
+    assert torch.allclose(obj.l1_distance(loc, x, 2), plain)

@@ -56,6 +56,35 @@ def laplace_log_prob(x: Tensor, loc: Tensor, scale: float | Tensor) -> Tensor:
     return -(x - loc).abs() / scale - torch.log(2 * scale)
 
 
+class _L1Distance(torch.autograd.Function):
+    """sum |loc - x| over trailing dimensions in one reduction, with a one-pass backward."""
+
+    @staticmethod
+    def forward(ctx, loc: Tensor, x: Tensor, event_dims: int) -> Tensor:
+        diff = loc - x
+        ctx.save_for_backward(diff)
+        ctx.event_dims, ctx.x_shape = event_dims, x.shape
+        return torch.linalg.vector_norm(diff.flatten(diff.dim() - event_dims), ord=1, dim=-1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        (diff,) = ctx.saved_tensors
+        g = torch.sign(diff).mul_(grad.reshape(grad.shape + (1,) * ctx.event_dims))
+        grad_x = (-g).sum_to_size(ctx.x_shape) if ctx.needs_input_grad[1] else None
+        return g if ctx.needs_input_grad[0] else None, grad_x, None
+
+
+def l1_distance(loc: Tensor, x: Tensor, event_dims: int) -> Tensor:
+    """sum |loc - x| over the last `event_dims` dimensions of the broadcast difference.
+
+    The Laplace log-likelihood of every decoded sample needs it (M x M x K samples for MMVAE);
+    the fused backward saves three passes over the data per call.
+    """
+    if x.dim() > loc.dim():
+        return (loc - x).abs().flatten(x.dim() - event_dims).sum(-1)
+    return _L1Distance.apply(loc, x, event_dims)
+
+
 def bernoulli_log_prob(x: Tensor, probs: Tensor, eps: float = 1e-6) -> Tensor:
     """Elementwise log Bernoulli(x; probs) for x in [0, 1] (probs clamped away from 0 and 1)."""
     p = probs.clamp(eps, 1 - eps)

@@ -1,0 +1,76 @@
+"""Latent classification: a linear classifier on posterior means, trained on training-set
+embeddings and scored on the test set. No model selection touches the test set: the
+regularisation strength is fixed (C = 1 on standardised features)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from dmvae.data.batch import MultimodalData
+from dmvae.models.base import MultimodalVAE
+
+
+@torch.inference_mode()
+def embeddings(
+    model: MultimodalVAE,
+    data: MultimodalData,
+    subset: Sequence[str],
+    *,
+    batch_size: int = 2000,
+    max_samples: int | None = None,
+    seed: int = 0,
+    with_style: bool = False,
+    generator: torch.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and labels of (a seeded random subsample of at most `max_samples` of) `data`."""
+    if max_samples is not None and max_samples < len(data):
+        rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[
+            :max_samples
+        ]
+        data = data.subset(rows.sort().values)
+    xs, ys = [], []
+    for batch in data.batches(batch_size, shuffle=False, generator=generator):
+        kwargs = {"with_style": True} if with_style else {}
+        xs.append(model.embed(batch.inputs, subset, **kwargs).float().cpu())
+        ys.append(batch.labels.cpu())
+    return torch.cat(xs).numpy(), torch.cat(ys).numpy()
+
+
+def linear_probe_accuracy(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, c: float = 1.0
+) -> float:
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000))
+    clf.fit(train_x, train_y)
+    return float(clf.score(test_x, test_y))
+
+
+def latent_accuracy(
+    model: MultimodalVAE,
+    train: MultimodalData,
+    test: MultimodalData,
+    *,
+    subsets: dict[str, Sequence[str]] | None = None,
+    train_samples: int | None = 60000,
+    with_style: bool = False,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Test accuracy per named subset (default: each modality alone and all of them)."""
+    if with_style and "with_style" not in model.embed.__code__.co_varnames:
+        raise ValueError(f"{type(model).__name__} has no style to append; drop with_style")
+    if subsets is None:
+        subsets = {m: (m,) for m in model.modalities}
+        subsets["all"] = tuple(model.modalities)
+    out = {}
+    for name, subset in subsets.items():
+        tx, ty = embeddings(
+            model, train, subset, max_samples=train_samples, seed=seed, with_style=with_style
+        )
+        vx, vy = embeddings(model, test, subset, with_style=with_style)
+        out[name] = linear_probe_accuracy(tx, ty, vx, vy)
+    return out

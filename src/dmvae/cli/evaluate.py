@@ -19,6 +19,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="Inception FID (needs dmvae[fid]), the quick classifier-feature FD, or none",
     )
     p.add_argument("--max-test", type=int, help="evaluate on a seeded subset of the test set")
+    p.add_argument(
+        "--num-real", type=int, help="FID reference images per data set (default: whole test set)"
+    )
+    p.add_argument(
+        "--style",
+        choices=("prior", "posterior"),
+        help="style of conditional samples (default: prior for DMVAE, posterior for baselines)",
+    )
+    p.add_argument("--with-style", action="store_true", help="DMVAE latent probe: content+style")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--device", default="auto")
     p.add_argument("--data-root")
@@ -42,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         data_root=args.data_root,
         max_test=args.max_test,
+        num_real=args.num_real,
+        style=args.style,
+        with_style=args.with_style,
         seed=args.seed,
         progress=not args.no_progress,
     )

@@ -56,6 +56,9 @@ def evaluate_run(
     batch_size: int = 1000,
     data_root: str | None = None,
     max_test: int | None = None,
+    num_real: int | None = None,
+    style: str | None = None,
+    with_style: bool = False,
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
@@ -95,8 +98,9 @@ def evaluate_run(
     classifiers = {m: loaded[k] for m, k in kinds.items()}
     lap("load")
     gen = torch.Generator(device=device).manual_seed(seed)
-    style = default_style(model)
+    style = style or default_style(model)
     result: dict = {
+        "run": str(run_dir),
         "model": config["model"]["name"],
         "experiment": config["experiment"],
         "modalities": list(model.modalities),
@@ -119,7 +123,7 @@ def evaluate_run(
         result["coherence"] = {**per_map, **coh.summarise(per_map, model.modalities)}
         lap("coherence")
     if "latent" in wanted:
-        result["latent"] = latent_accuracy(model, train, test, seed=seed)
+        result["latent"] = latent_accuracy(model, train, test, seed=seed, with_style=with_style)
         lap("latent")
     gmm = None
     if any(m in wanted for m in ("gmm", "joint", "fid")):
@@ -145,11 +149,11 @@ def evaluate_run(
             gmm,
             fid_features,
             num_samples,
+            num_real,
             root,
             device,
             style,
             gen,
-            progress,
         )
         lap("fid")
     if "grids" in wanted:
@@ -178,7 +182,7 @@ def evaluate_run(
 
 @torch.inference_mode()
 def _fids(
-    model, test, classifiers, kinds, gmm, features, n, root, device, style, gen, progress
+    model, test, classifiers, kinds, gmm, features, n, num_real, root, device, style, gen
 ) -> dict:
     """Unconditional (prior and GMM), conditional and class-specific conditional distances."""
     if features == "inception":
@@ -191,7 +195,11 @@ def _fids(
     def real(m: str, digit: int | None = None):
         bank, labels = test.images[m], test.bank_labels[m]
         images = bank if digit is None else bank[labels == digit]
-        key = f"{kinds[m]}-test-{'all' if digit is None else digit}"
+        limit = (
+            None if num_real is None else (num_real if digit is None else max(num_real // 10, 2))
+        )
+        images = images[:limit]
+        key = f"{kinds[m]}-test-{'all' if digit is None else digit}-n{len(images)}"
         return real_statistics(stats_dir, key, extractors[m], images.float() / 255)
 
     out: dict = {"features": features}

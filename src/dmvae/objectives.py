@@ -173,8 +173,11 @@ def dreg_looser(log_weights: Tensor, z: Tensor) -> Tensor:
     w~ = softmax_K(log w), the IWAE gradient is sum_k w~_k d log w_k. DReG (Tucker et al., 2019)
     replaces the encoder part by sum_k w~_k^2 d log w_k / d z_k * d z_k / d phi: the surrogate
     sum_k w~_k log w_k (w~ held constant) gives decoder and prior gradients w~_k, and a hook on z
-    scales z's gradient by a further w~_k, making the encoder weight w~_k^2. Only the gradient
-    of the surrogate is meaningful; report `iwae_looser` for the bound's value.
+    scales z's gradient by a further w~_k, making the encoder weight w~_k^2 (as MMVAE's release).
+
+    The hook scales every gradient reaching z, so z must feed nothing but these log weights, and
+    this is called once per z. Its value is not the bound: sum_k w~_k log w_k =
+    iwae_looser + log K - H(w~) >= iwae_looser (H the entropy of w~); report `iwae_looser`.
     """
     with torch.no_grad():
         w = torch.softmax(log_weights, dim=1)

@@ -83,7 +83,7 @@ class MultimodalVAE(nn.Module):
 
     def decode(self, latents: dict[str, Tensor]) -> dict[str, Tensor]:
         """Decoded means (Laplace location or Bernoulli probability) per modality in `latents`."""
-        raise NotImplementedError
+        return {m: self.decoders[m](z) for m, z in latents.items()}
 
     def reconstruct(
         self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
@@ -97,8 +97,10 @@ class MultimodalVAE(nn.Module):
         content_sampler: ContentSampler | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, Tensor]:
-        """Unconditional samples (decoded means) of every modality, `n` each."""
-        raise NotImplementedError
+        """Unconditional samples (decoded means) of every modality, `n` each, decoding one
+        shared latent from `content_sampler` (default: the model's prior)."""
+        z = (content_sampler or self.prior_sampler())(n, generator)
+        return self.decode({m: z for m in self.modalities})
 
     def conditional_generate(
         self,

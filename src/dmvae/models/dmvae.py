@@ -224,9 +224,6 @@ class DMVAE(MultimodalVAE):
         return tc, disc_loss.detach()
 
     # ---------------------------------------------------------------- generation
-    def decode(self, latents: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {m: self.decoders[m](z) for m, z in latents.items()}
-
     def _prior_style(self, n: int, generator: torch.Generator | None) -> Tensor:
         device = next(self.parameters()).device
         return torch.randn(n, self.style_dim, generator=generator, device=device)

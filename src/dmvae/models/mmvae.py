@@ -142,24 +142,12 @@ class MMVAE(MultimodalVAE):
         terms["loss"] = -(objective * weight).sum(0).mean()
         return terms
 
-    def decode(self, latents: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {m: self.decoders[m](z) for m, z in latents.items()}
-
     def prior_sampler(self) -> ContentSampler:
         def sample(n: int, generator: torch.Generator | None = None) -> Tensor:
             scale = self.prior_scale()
             return obj.laplace_rsample(torch.zeros_like(scale), scale, n, generator)
 
         return sample
-
-    def generate(
-        self,
-        n: int,
-        content_sampler: ContentSampler | None = None,
-        generator: torch.Generator | None = None,
-    ) -> dict[str, Tensor]:
-        z = (content_sampler or self.prior_sampler())(n, generator)
-        return {m: self.decoders[m](z) for m in self.modalities}
 
     def conditional_generate(
         self,

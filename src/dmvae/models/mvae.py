@@ -17,7 +17,6 @@ from dmvae import objectives as obj
 from dmvae.data.batch import Batch
 from dmvae.likelihoods import Likelihood
 from dmvae.models.base import (
-    ContentSampler,
     MultimodalVAE,
     Style,
     check_modalities,
@@ -123,18 +122,6 @@ class MVAE(MultimodalVAE):
         terms["kl/joint"] = kl[0].mean()
         terms["loss"] = -elbo.sum() / b
         return terms
-
-    def decode(self, latents: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {m: self.decoders[m](z) for m, z in latents.items()}
-
-    def generate(
-        self,
-        n: int,
-        content_sampler: ContentSampler | None = None,
-        generator: torch.Generator | None = None,
-    ) -> dict[str, Tensor]:
-        z = (content_sampler or self.prior_sampler())(n, generator)
-        return {m: self.decoders[m](z) for m in self.modalities}
 
     def conditional_generate(
         self,

@@ -173,6 +173,7 @@ def build_data(config: dict, split: str, device: torch.device | str = "cpu") -> 
             max_per_class=d.get("max_per_class", 10000),
             seed=d.get("pairing_seed", 42),
             download=d.get("download", False),
+            verify=d.get("verify", True),
             device=device,
         )
     return datasets.load_paired_mnist(

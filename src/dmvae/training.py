@@ -38,6 +38,7 @@ class DataConfig:
     pairing_seed: int = 42
     dm: int = 20
     max_per_class: int = 10000
+    verify: bool = True
 
 
 @dataclass
@@ -119,10 +120,11 @@ class TrainConfig:
 RESUMABLE = ("epochs", "max_steps", "device", "progress", "log_every", "checkpoint_every", "amp")
 
 
-def _identity(run: dict[str, Any]) -> dict[str, Any]:
+def identity(run: dict[str, Any]) -> dict[str, Any]:
     """The part of a run config that must match for a checkpoint to be resumed."""
     train = {k: v for k, v in run["train"].items() if k not in RESUMABLE}
-    return {**run, "train": train}
+    data = {k: v for k, v in run["data"].items() if k not in ("root", "download")}
+    return {**run, "train": train, "data": data}
 
 
 def _rng_state(order: torch.Generator, noise: torch.Generator) -> dict[str, torch.Tensor]:
@@ -161,7 +163,7 @@ def train(config: TrainConfig, resume: bool = False) -> MultimodalVAE:
     ckpt_path = out / CHECKPOINT
     if resume and ckpt_path.exists():
         saved = json.loads((out / "config.json").read_text())
-        if _identity(saved) != _identity(run):
+        if identity(saved) != identity(run):
             raise ConfigError(
                 f"{out} was trained with another config; resume it with the same settings or "
                 "choose a new --out"

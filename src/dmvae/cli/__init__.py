@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dmvae import __version__
 from dmvae.errors import DmvaeError
 
-COMMANDS = ("data", "train", "classifiers", "evaluate")
+COMMANDS = ("data", "train", "classifiers", "evaluate", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:

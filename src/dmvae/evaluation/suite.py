@@ -59,10 +59,16 @@ def evaluate_run(
     num_real: int | None = None,
     style: str | None = None,
     with_style: bool = False,
+    all_subsets: bool | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
-    """Evaluate a trained run; returns the metrics and writes eval/metrics.{json,md} and grids."""
+    """Evaluate a trained run; returns the metrics and writes eval/metrics.{json,md} and grids.
+
+    Coherence covers every subset -> target map for M > 2 unless `all_subsets=False` (single
+    inputs and leave-one-out only). The ex-post GMM is fitted for "gmm" and "joint"; "fid" alone
+    reuses a fitted GMM when there is one and otherwise skips the GMM-sampled FIDs.
+    """
     from dmvae.experiments import build_data, classifier_kinds
     from dmvae.training import load_run
 
@@ -114,7 +120,7 @@ def evaluate_run(
             model,
             test,
             classifiers,
-            all_subsets=len(model.modalities) > 2,
+            all_subsets=len(model.modalities) > 2 if all_subsets is None else all_subsets,
             batch_size=batch_size,
             style=style,
             generator=gen,
@@ -126,14 +132,13 @@ def evaluate_run(
         result["latent"] = latent_accuracy(model, train, test, seed=seed, with_style=with_style)
         lap("latent")
     gmm = None
-    if any(m in wanted for m in ("gmm", "joint", "fid")):
-        gmm_path = out_dir / "gmm.npz"
-        if gmm_path.exists() and "gmm" not in wanted:
-            gmm = GMMSampler.load(gmm_path).to(device)
-        else:
-            gmm = fit_gmm(model, train, seed=seed)
-            gmm.save(gmm_path)
+    gmm_path = out_dir / "gmm.npz"
+    if "gmm" in wanted or ("joint" in wanted and not gmm_path.exists()):
+        gmm = fit_gmm(model, train, seed=seed)
+        gmm.save(gmm_path)
         lap("gmm")
+    elif gmm_path.exists() and any(m in wanted for m in ("joint", "fid", "grids")):
+        gmm = GMMSampler.load(gmm_path).to(device)
     if "joint" in wanted:
         result["joint_coherence"] = {
             "prior": coh.joint_coherence(model, classifiers, num_samples, None, generator=gen),
@@ -203,7 +208,8 @@ def _fids(
         return real_statistics(stats_dir, key, extractors[m], images.float() / 255)
 
     out: dict = {"features": features}
-    for name, sampler in (("prior", None), ("gmm", gmm)):
+    samplers = [("prior", None)] + ([("gmm", gmm)] if gmm is not None else [])
+    for name, sampler in samplers:
         chunks = [model.generate(min(1000, n - i), sampler, gen) for i in range(0, n, 1000)]
         for m in model.modalities:
             fake = torch.cat([c[m] for c in chunks])

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dmvae import checkpoints as ckpt
-from dmvae import experiments
+from dmvae import distributed, experiments
 from dmvae.devices import resolve_device
 from dmvae.errors import CheckpointError, ConfigError, TrainingDiverged
 from dmvae.models.base import MultimodalVAE
@@ -155,10 +155,21 @@ class _Logger:
 
 
 def train(config: TrainConfig, resume: bool = False) -> MultimodalVAE:
-    """Train the model `config` describes, writing config, logs and checkpoints to `config.out`."""
+    """Train the model `config` describes, writing config, logs and checkpoints to `config.out`.
+
+    Under torchrun (WORLD_SIZE > 1) it trains data-parallel: see `dmvae.distributed`.
+    """
+    ctx = distributed.setup(config.device)
+    try:
+        return _train(config, resume, ctx)
+    finally:
+        distributed.shutdown(ctx)
+
+
+def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> MultimodalVAE:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
+    device = ctx.device
     run = config.to_run_config()
     ckpt_path = out / CHECKPOINT
     if resume and ckpt_path.exists():
@@ -168,7 +179,8 @@ def train(config: TrainConfig, resume: bool = False) -> MultimodalVAE:
                 f"{out} was trained with another config; resume it with the same settings or "
                 "choose a new --out"
             )
-    (out / "config.json").write_text(json.dumps(run, indent=2))
+    if ctx.is_main:
+        (out / "config.json").write_text(json.dumps(run, indent=2))
 
     torch.manual_seed(config.seed)
     data = experiments.build_data(run, "train", device)
@@ -176,8 +188,10 @@ def train(config: TrainConfig, resume: bool = False) -> MultimodalVAE:
     model.train()
     optimizer = torch.optim.Adam(model.main_parameters(), lr=config.lr, amsgrad=config.amsgrad)
     optimizers = {"main": optimizer, **model.auxiliary_optimizers()}
+    # The order stream is shared by all ranks (one global permutation); noise and the models'
+    # own sampling differ per rank.
     order_gen = torch.Generator(device=device).manual_seed(config.seed)
-    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1 + 1000 * ctx.rank)
 
     steps_per_epoch = data.num_batches(config.batch_size, config.drop_last)
     if steps_per_epoch == 0:
@@ -203,19 +217,34 @@ def train(config: TrainConfig, resume: bool = False) -> MultimodalVAE:
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"])
+        if ctx.enabled:  # the checkpoint holds rank 0's streams; the others derive theirs
+            noise_gen.manual_seed(config.seed + 1 + 1000 * ctx.rank + step)
+            torch.manual_seed(config.seed + 1000 * ctx.rank + step)
     elif resume:
         raise CheckpointError(f"--resume: no checkpoint in {out}; start the run without --resume")
 
+    if ctx.enabled:
+        torch.manual_seed(config.seed + 1000 * ctx.rank + step)
+    net = distributed.wrap(model, ctx)
+
     def save(step: int) -> None:
+        if not ctx.is_main:
+            return
         rng = _rng_state(order_gen, noise_gen)
         rng["epoch_order"] = epoch_start_order
         info = {"step": step, "epoch": step / steps_per_epoch, "config": run}
         ckpt.save_checkpoint(ckpt_path, model, optimizers, rng, info)
 
-    logger = _Logger(out, resume)
+    logger = _Logger(out, resume) if ctx.is_main else None
     sums: dict[str, torch.Tensor] = {}
     count = 0
-    bar = tqdm(total=total, initial=step, disable=not config.progress, desc="train", unit="step")
+    bar = tqdm(
+        total=total,
+        initial=step,
+        disable=not (config.progress and ctx.is_main),
+        desc="train",
+        unit="step",
+    )
     start_time, start_step = time.perf_counter(), step
     try:
         while step < total:
@@ -226,12 +255,12 @@ def train(config: TrainConfig, resume: bool = False) -> MultimodalVAE:
                 if step >= total:
                     break
                 rows = order[k * config.batch_size : (k + 1) * config.batch_size]
-                batch = data.batch(rows, noise_gen)
+                batch = data.batch(distributed.shard(rows, ctx), noise_gen)
                 kl_weight = kl_anneal_weight(step, anneal_steps)
                 with torch.autocast(device.type, torch.bfloat16, enabled=config.amp):
-                    terms = model.loss(batch, kl_weight)
+                    terms = net(batch, kl_weight)
                 loss = terms["loss"]
-                if not torch.isfinite(loss):
+                if distributed.any_across(not torch.isfinite(loss), ctx):
                     bad = {k: float(v.detach()) for k, v in terms.items()}
                     raise TrainingDiverged(
                         f"the loss became {float(loss)} at step {step} (terms {bad}); the last "
@@ -246,11 +275,13 @@ def train(config: TrainConfig, resume: bool = False) -> MultimodalVAE:
                     sums[name] = sums.get(name, 0.0) + v.detach().float()
                 count += 1
                 if step % config.log_every == 0 or step == total:
-                    means = {k: float(v) / count for k, v in sums.items()}
+                    stacked = distributed.mean_across(torch.stack(list(sums.values())), ctx)
+                    means = {k: float(v) / count for k, v in zip(sums, stacked, strict=True)}
                     means["kl_weight"] = kl_weight
                     elapsed = time.perf_counter() - start_time
                     means["samples_per_s"] = (step - start_step) * config.batch_size / elapsed
-                    logger.log(step, epoch, means)
+                    if logger:
+                        logger.log(step, epoch, means)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in means.items() if "/" not in k})
                     sums, count = {}, 0
                 bar.update(1)
@@ -261,7 +292,8 @@ def train(config: TrainConfig, resume: bool = False) -> MultimodalVAE:
         save(step)
     finally:
         bar.close()
-        logger.close()
+        if logger:
+            logger.close()
     model.eval()
     return model
 

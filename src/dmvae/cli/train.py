@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from dmvae.experiments import EXPERIMENTS, MODELS
@@ -78,5 +79,6 @@ def run(args: argparse.Namespace) -> int:
         overrides[key.strip()] = parse_value(value)
     config = TrainConfig.from_preset(args.experiment, args.model, **overrides)
     train(config, resume=args.resume)
-    print(f"run written to {config.out}")
+    if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 alone reports
+        print(f"run written to {config.out}")
     return 0

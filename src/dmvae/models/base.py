@@ -47,6 +47,14 @@ class MultimodalVAE(nn.Module):
         """Optimisers the model steps itself inside `loss` (e.g. DMVAE's discriminators)."""
         return {}
 
+    def auxiliary_networks(self) -> dict[str, nn.Module]:
+        """Networks trained by `auxiliary_optimizers`, by their attribute path in the model;
+        distributed training wraps each in its own DistributedDataParallel."""
+        return {}
+
+    def set_auxiliary_wrappers(self, wrappers: Mapping[str, nn.Module]) -> None:
+        """Use `wrappers` (same keys as `auxiliary_networks`) for the auxiliary training steps."""
+
     def main_parameters(self) -> list[nn.Parameter]:
         """Parameters of the main objective (all but those of auxiliary optimisers)."""
         aux = {

@@ -93,9 +93,16 @@ class DMVAE(MultimodalVAE):
         self._disc_optimizer = torch.optim.Adam(
             self.discriminators.parameters(), lr=config.disc_lr, betas=tuple(config.disc_betas)
         )
+        self._disc_steppers: dict[str, nn.Module] = {}  # DDP wrappers under torchrun
 
     def auxiliary_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"discriminators": self._disc_optimizer}
+
+    def auxiliary_networks(self) -> dict[str, nn.Module]:
+        return {f"discriminators.{m}": d for m, d in self.discriminators.items()}
+
+    def set_auxiliary_wrappers(self, wrappers: Mapping[str, nn.Module]) -> None:
+        self._disc_steppers = {m: wrappers[f"discriminators.{m}"] for m in self.modalities}
 
     # ---------------------------------------------------------------- encoding
     def _encode_each(
@@ -206,7 +213,8 @@ class DMVAE(MultimodalVAE):
             return zero, zero.detach()
         s_perm = obj.permute_batch(s.detach())
         if self.training and torch.is_grad_enabled():
-            logits = disc(torch.cat([s.detach(), s_perm]), torch.cat([c, c]))
+            stepper = self._disc_steppers.get(m, disc)
+            logits = stepper(torch.cat([s.detach(), s_perm]), torch.cat([c, c]))
             n = s.shape[0]
             disc_loss = obj.tc_discriminator_loss(logits[:n], logits[n:])
             self._disc_optimizer.zero_grad(set_to_none=True)

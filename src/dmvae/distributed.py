@@ -1,0 +1,100 @@
+"""Data-parallel training on torch.distributed: `torchrun --nproc_per_node N -m dmvae train ...`.
+
+Every rank holds the whole data set in memory and draws the same global permutation; each rank
+takes its shard (every N-th row) of each global batch, so `--batch-size` stays the global batch.
+The model is wrapped in DistributedDataParallel. Models that step auxiliary networks inside
+their loss (DMVAE's discriminators) get those wrapped in their own DDP, so that their gradients
+are averaged across ranks too; the main DDP ignores them. Rank 0 alone logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from dmvae.devices import resolve_device
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device: str = "auto") -> Context:
+    """Join the process group torchrun describes (env WORLD_SIZE > 1), else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Context(device=resolve_device(device))
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        resolved = torch.device("cuda", local)
+        torch.cuda.set_device(resolved)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
+    return Context(rank, world, resolved)
+
+
+def shutdown(ctx: Context) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard(rows: Tensor, ctx: Context) -> Tensor:
+    """This rank's rows of a global batch."""
+    return rows[ctx.rank :: ctx.world_size] if ctx.enabled else rows
+
+
+def wrap(model: nn.Module, ctx: Context) -> nn.Module:
+    """DDP around the model (and around its auxiliary networks); identity on one process."""
+    if not ctx.enabled:
+        return model
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    aux = model.auxiliary_networks()
+    if aux:
+        model.set_auxiliary_wrappers(
+            {name: DistributedDataParallel(net, device_ids=ids) for name, net in aux.items()}
+        )
+        ignored = [
+            f"{prefix}.{p}" for prefix, net in aux.items() for p, _ in net.named_parameters()
+        ]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignored)
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def mean_across(values: Tensor, ctx: Context) -> Tensor:
+    """Average a tensor over ranks (for logging the global loss)."""
+    if ctx.enabled:
+        values = values.clone()
+        dist.all_reduce(values)
+        values /= ctx.world_size
+    return values
+
+
+def any_across(flag: bool, ctx: Context) -> bool:
+    """True on every rank if it is true on any (stops all ranks together on a NaN)."""
+    if not ctx.enabled:
+        return flag
+    t = torch.tensor([float(flag)], device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def barrier(ctx: Context) -> None:
+    if ctx.enabled:
+        dist.barrier()

@@ -41,10 +41,16 @@ class GMMSampler:
         self.device = torch.device("cpu")
 
     def fit(self, x: np.ndarray | Tensor) -> GMMSampler:
-        x = x.cpu().double().numpy() if isinstance(x, Tensor) else np.asarray(x, np.float64)
-        gmm = GaussianMixture(**self.settings).fit(x)
-        self.weights, self.means = gmm.weights_, gmm.means_
-        cov = gmm.covariances_
+        """EM in float32 (twice as fast as float64 on a CPU); float64 where float32 cannot
+        keep a component's covariance positive definite."""
+        x = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
+        try:
+            gmm = GaussianMixture(**self.settings).fit(x.astype(np.float32))
+        except ValueError:
+            gmm = GaussianMixture(**self.settings).fit(x.astype(np.float64))
+        self.weights = gmm.weights_.astype(np.float64)
+        self.means = gmm.means_.astype(np.float64)
+        cov = gmm.covariances_.astype(np.float64)
         if gmm.covariance_type == "diag":
             cov = np.stack([np.diag(c) for c in cov])
         elif gmm.covariance_type == "spherical":

@@ -113,7 +113,8 @@ class InceptionFeatures:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
-        return (x * 255 - 128) / 128
+        # channels-last is the layout oneDNN's convolutions run fastest in on a CPU
+        return ((x * 255 - 128) / 128).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def __call__(self, images: Tensor) -> Tensor:

@@ -9,7 +9,6 @@ half-written checkpoint and the previous one stays valid until the new one is co
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from dmvae.errors import CheckpointError
+from dmvae.files import atomic_path
 
 FORMAT = "dmvae-checkpoint-1"
 
@@ -65,12 +65,8 @@ def save_checkpoint(
         "info": json.dumps(info),
         "optimizers": json.dumps(optim_meta),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path, fsync=True) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

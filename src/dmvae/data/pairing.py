@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -15,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from dmvae.files import atomic_path
 
 
 def _as_numpy(labels: Tensor | np.ndarray) -> np.ndarray:
@@ -126,9 +127,7 @@ def cached_pairing(
     index = build()
     for directory in cache_dirs:
         if _writable(directory):
-            path = directory / file_name
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-            torch.save({**expected, "index": index}, tmp)
-            os.replace(tmp, path)
+            with atomic_path(directory / file_name) as tmp:
+                torch.save({**expected, "index": index}, tmp)
             break
     return index

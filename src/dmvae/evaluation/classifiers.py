@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from dmvae.data.pairing import _writable
 from dmvae.data.sources import load_mnist, load_svhn, user_cache_dir
 from dmvae.errors import CheckpointError, DataError
+from dmvae.files import atomic_path
 
 VERSION = 1
 DEFAULTS = {"mnist": {"epochs": 10, "lr": 3e-3}, "svhn": {"epochs": 15, "lr": 1e-3}}
@@ -181,10 +182,9 @@ def save_classifier(model: nn.Module, root: str | Path, key: str, info: dict) ->
     """Write to the data root (or the user cache if it is read-only), atomically."""
     directory = next(d for d in classifier_dirs(root) if _writable(d))
     path = directory / f"{key}.safetensors"
-    tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"info": json.dumps(info)})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"info": json.dumps(info)})
     return path
 
 

@@ -11,6 +11,7 @@ from sklearn.mixture import GaussianMixture
 from torch import Tensor
 
 from dmvae.data.batch import MultimodalData
+from dmvae.files import atomic_path
 from dmvae.models.base import MultimodalVAE
 
 
@@ -83,10 +84,8 @@ class GMMSampler:
         return torch.from_numpy(z).float().to(self.device)
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, weights=self.weights, means=self.means, covariances=self.covariances)
-        tmp.replace(path)
+        with atomic_path(path, suffix=".tmp.npz") as tmp:
+            np.savez(tmp, weights=self.weights, means=self.means, covariances=self.covariances)
 
     @classmethod
     def load(cls, path: Path) -> GMMSampler:

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from dmvae.errors import DmvaeError
+from dmvae.files import atomic_path
 
 
 def frechet_distance(
@@ -66,10 +67,8 @@ class FeatureStats:
         return frechet_distance(self.mean, self.cov, other.mean, other.cov)
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, mean=self.mean, cov=self.cov, n=self.n)
-        tmp.replace(path)
+        with atomic_path(path, suffix=".tmp.npz") as tmp:
+            np.savez(tmp, mean=self.mean, cov=self.cov, n=self.n)
 
     @classmethod
     def load(cls, path: Path) -> FeatureStats:

@@ -43,6 +43,20 @@ class MultimodalVAE(nn.Module):
             raise KeyError(f"unknown modalities {unknown}; this model has {list(self.modalities)}")
         return names
 
+    def set_networks(
+        self,
+        encoders: Mapping[str, nn.Module],
+        decoders: Mapping[str, nn.Module],
+        likelihoods: Mapping,
+    ) -> None:
+        """Register one encoder, decoder and likelihood per modality (same names in each)."""
+        self.modalities = check_modalities(
+            ("encoders", encoders), ("decoders", decoders), ("likelihoods", likelihoods)
+        )
+        self.encoders = nn.ModuleDict({m: encoders[m] for m in self.modalities})
+        self.decoders = nn.ModuleDict({m: decoders[m] for m in self.modalities})
+        self.likelihoods = {m: likelihoods[m] for m in self.modalities}
+
     def auxiliary_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Optimisers the model steps itself inside `loss` (e.g. DMVAE's discriminators)."""
         return {}

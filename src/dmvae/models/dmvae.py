@@ -25,7 +25,6 @@ from dmvae.models.base import (
     ContentSampler,
     MultimodalVAE,
     Style,
-    check_modalities,
     run_encoder,
 )
 from dmvae.nets import TCDiscriminator
@@ -75,13 +74,8 @@ class DMVAE(MultimodalVAE):
     ) -> None:
         super().__init__()
         self.config = config = config or DMVAEConfig()
-        self.modalities = check_modalities(
-            ("encoders", encoders), ("decoders", decoders), ("likelihoods", likelihoods)
-        )
+        self.set_networks(encoders, decoders, likelihoods)
         self.style_dim, self.shared_dim = config.style_dim, config.content_dim
-        self.encoders = nn.ModuleDict({m: encoders[m] for m in self.modalities})
-        self.decoders = nn.ModuleDict({m: decoders[m] for m in self.modalities})
-        self.likelihoods = {m: likelihoods[m] for m in self.modalities}
         self.beta = per_modality(config.beta, self.modalities, "beta")
         self.delta = per_modality(config.delta, self.modalities, "delta")
         self.discriminators = nn.ModuleDict(

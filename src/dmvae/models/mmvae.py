@@ -24,7 +24,6 @@ from dmvae.models.base import (
     ContentSampler,
     MultimodalVAE,
     Style,
-    check_modalities,
     run_encoder,
 )
 
@@ -58,13 +57,8 @@ class MMVAE(MultimodalVAE):
         self.config = config = config or MMVAEConfig()
         if config.estimator not in ("dreg", "iwae", "elbo"):
             raise ValueError(f"unknown estimator {config.estimator!r}: use dreg, iwae or elbo")
-        self.modalities = check_modalities(
-            ("encoders", encoders), ("decoders", decoders), ("likelihoods", likelihoods)
-        )
+        self.set_networks(encoders, decoders, likelihoods)
         self.shared_dim = config.latent_dim
-        self.encoders = nn.ModuleDict({m: encoders[m] for m in self.modalities})
-        self.decoders = nn.ModuleDict({m: decoders[m] for m in self.modalities})
-        self.likelihoods = {m: likelihoods[m] for m in self.modalities}
         self.prior_raw_scale = nn.Parameter(
             torch.zeros(config.latent_dim), requires_grad=config.learn_prior
         )

@@ -19,7 +19,6 @@ from dmvae.likelihoods import Likelihood
 from dmvae.models.base import (
     MultimodalVAE,
     Style,
-    check_modalities,
     run_encoder,
 )
 
@@ -46,13 +45,8 @@ class MVAE(MultimodalVAE):
     ) -> None:
         super().__init__()
         self.config = config = config or MVAEConfig()
-        self.modalities = check_modalities(
-            ("encoders", encoders), ("decoders", decoders), ("likelihoods", likelihoods)
-        )
+        self.set_networks(encoders, decoders, likelihoods)
         self.shared_dim = config.latent_dim
-        self.encoders = nn.ModuleDict({m: encoders[m] for m in self.modalities})
-        self.decoders = nn.ModuleDict({m: decoders[m] for m in self.modalities})
-        self.likelihoods = {m: likelihoods[m] for m in self.modalities}
 
     def _experts(self, inputs: Mapping[str, Tensor], names: Sequence[str]) -> tuple[Tensor, Tensor]:
         mus, logvars = [], []

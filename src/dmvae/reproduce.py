@@ -406,6 +406,26 @@ def mnist_svhn_report(results: dict[Cell, dict], header: str) -> str:
     return "\n".join(lines)
 
 
+def cells_table(results: dict[Cell, dict]) -> list[str]:
+    """Per cell: its coherence summary and how long training and evaluation took."""
+    lines = [
+        "## Cells",
+        "",
+        "| model | M | seed | leave-one-out coherence (%) | train (s) | evaluation (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    order = {m: k for k, m in enumerate(MODELS_ORDER)}
+    for cell in sorted(results, key=lambda c: (c.modalities, order.get(c.model, 9), c.seed)):
+        r = results[cell]
+        loo = r.get("coherence", {}).get("leave_one_out_mean")
+        lines.append(
+            f"| {cell.model.upper()} | {cell.modalities} | {cell.seed} | "
+            f"{'–' if loo is None else f'{100 * loo:.1f}'} | {r.get('train_seconds', '–')} | "
+            f"{sum(r.get('seconds', {}).values()):.0f} |"
+        )
+    return lines
+
+
 def write_report(out: Path, experiment: str, command: str | None = None) -> Path:
     """Rewrite DIR/report.md (and the Figure 3 plot) from the complete cells."""
     results = collect(out, experiment)
@@ -422,6 +442,7 @@ def write_report(out: Path, experiment: str, command: str | None = None) -> Path
         text = paired_mnist_report(results, out, header)
     else:
         text = mnist_svhn_report(results, header)
+    text += "\n" + "\n".join(cells_table(results)) + "\n"
     path = out / "report.md"
     path.write_text(text)
     return path

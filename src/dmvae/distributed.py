@@ -25,6 +25,7 @@ class Context:
     rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # created by `setup`, so `shutdown` destroys it
 
     @property
     def enabled(self) -> bool:
@@ -45,13 +46,14 @@ def setup(device: str = "auto") -> Context:
     if resolved.type == "cuda":
         resolved = torch.device("cuda", local)
         torch.cuda.set_device(resolved)
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
-    return Context(rank, world, resolved)
+    return Context(rank, world, resolved, owns)
 
 
 def shutdown(ctx: Context) -> None:
-    if ctx.enabled and dist.is_initialized():
+    if ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

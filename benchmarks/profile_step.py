@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from bench_models import synthetic_batch  # noqa: E402
+from bench_models import model_step, synthetic_batch
 from torch.profiler import ProfilerActivity, profile
 
 from dmvae import experiments
@@ -29,13 +29,7 @@ def main() -> None:
         model = experiments.build_model(cfg.to_run_config()).train()
         batch = synthetic_batch("paired-mnist", model.modalities, cfg.batch_size)
         optimizer = torch.optim.Adam(model.main_parameters(), lr=1e-4)
-
-        def step() -> None:
-            loss = model.loss(batch, 1.0)["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
+        step = model_step(model, batch, optimizer)
         step()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(args.steps):

@@ -8,9 +8,12 @@ import socket
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from dmvae import checkpoints as ckpt
+from dmvae.distributed import gather_batch
+from dmvae.objectives import info_nce
 from dmvae.training import CHECKPOINT, TrainConfig, train
 
 # 2 ranks x 32 rows against 1 process x 64 rows, after three Adam steps: float32 sums in another
@@ -122,3 +125,33 @@ def test_dmvae_with_discriminators_stays_in_sync_and_resumes(tmp_path, mnist_roo
     assert meta["info"]["step"] == 4
     init = _initial(run)
     assert any(not torch.equal(init[k], ranks[0][k]) for k in discs)
+
+
+def _gather_worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        net, x1, x2 = torch.nn.Linear(6, 4), torch.randn(16, 6), torch.randn(16, 6)
+        rows = slice(rank, None, world)  # the trainer's strided shard
+        loss = info_nce(gather_batch(net(x1[rows])), gather_batch(net(x2[rows])))
+        loss.backward()
+        grads = []
+        for p in net.parameters():  # what DDP does: average the gradients over ranks
+            dist.all_reduce(p.grad)
+            grads.append(p.grad / world)
+        net.zero_grad()
+        reference = info_nce(net(x1), net(x2))  # one process, the whole batch
+        reference.backward()
+        ok = torch.allclose(loss, reference, atol=1e-6) and all(
+            torch.allclose(g, p.grad, atol=1e-6)
+            for g, p in zip(grads, net.parameters(), strict=True)
+        )
+        (out / f"gather{rank}.txt").write_text(str(ok))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gathered_infonce_has_the_global_batch_loss_and_gradient(tmp_path):
+    mp.spawn(_gather_worker, args=(2, free_port(), tmp_path), nprocs=2, join=True)
+    assert [(tmp_path / f"gather{r}.txt").read_text() for r in range(2)] == ["True", "True"]

@@ -2,7 +2,9 @@
 
 Every rank holds the whole data set in memory and draws the same global permutation; each rank
 takes its shard (every N-th row) of each global batch, so `--batch-size` stays the global batch.
-The model is wrapped in DistributedDataParallel. Models that step auxiliary networks inside
+The model is wrapped in DistributedDataParallel; DMVAE's contrastive term gathers the content
+samples of all ranks (`gather_batch`), so its negatives are the whole global batch as on one
+process. Models that step auxiliary networks inside
 their loss (DMVAE's discriminators) get those wrapped in their own DDP, so that their gradients
 are averaged across ranks too; the main DDP ignores them. Rank 0 alone logs and checkpoints.
 """
@@ -77,6 +79,21 @@ def wrap(model: nn.Module, ctx: Context) -> nn.Module:
         ]
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignored)
     return DistributedDataParallel(model, device_ids=ids)
+
+
+def gather_batch(x: Tensor) -> Tensor:
+    """Concatenate every rank's rows of `x` (rank order), with gradients flowing back to each
+    rank's own rows; `x` itself outside a process group.
+
+    For batch-level objectives (InfoNCE negatives): if every rank evaluates the loss on the
+    gathered batch, DDP's gradient averaging yields exactly the gradient of that loss.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    # the default `group` argument is bound when torch imports it: name the current one
+    return torch.cat(all_gather(x, group=dist.group.WORLD))
 
 
 def mean_across(values: Tensor, ctx: Context) -> Tensor:

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
+from dmvae.distributed import gather_batch
 from dmvae.likelihoods import Likelihood
 from dmvae.models.base import (
     ContentSampler,
@@ -197,6 +198,8 @@ class DMVAE(MultimodalVAE):
         mu_sub, logvar_sub = self._content_poe(enc, names, observed & subset[:, None])
         c = obj.reparameterize(mu_all, logvar_all)
         c_tilde = obj.reparameterize(mu_sub, logvar_sub)
+        if self.training:  # under torchrun: negatives from the whole global batch
+            c, c_tilde = gather_batch(c), gather_batch(c_tilde)
         return obj.info_nce(c, c_tilde, temperature=self.config.temperature)
 
     def _tc_term(self, m: str, s: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:

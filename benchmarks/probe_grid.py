@@ -32,10 +32,8 @@ def main() -> None:
                 subsets={"all": tuple(model.modalities), "m0": ("m0",)},
                 train_samples=20000,
             )
-            print(
-                f"M={m} {name}: probe all {100 * acc['all']:.1f} %, m0 alone {100 * acc['m0']:.1f} %",
-                flush=True,
-            )
+            both, alone = 100 * acc["all"], 100 * acc["m0"]
+            print(f"M={m} {name}: probe all {both:.1f} %, m0 alone {alone:.1f} %", flush=True)
 
 
 if __name__ == "__main__":

@@ -430,6 +430,9 @@ def write_report(out: Path, experiment: str, command: str | None = None) -> Path
     """Rewrite DIR/report.md (and the Figure 3 plot) from the complete cells."""
     results = collect(out, experiment)
     budgets = sorted({r.get("budget", "?") for r in results.values()})
+    history = out / "commands.txt"
+    if command is None and history.exists():
+        command = history.read_text().splitlines()[-1]
     header = "\n".join(
         [
             f"# Reproduction: {experiment}",
@@ -466,6 +469,9 @@ def reproduce(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cells = grid(experiment, list(models), list(modalities), list(seeds))
+    if command:
+        with open(out / "commands.txt", "a") as f:
+            f.write(command + "\n")
     for n, cell in enumerate(cells, 1):
         print(
             f"[{n}/{len(cells)}] {cell.model} M={cell.modalities} seed={cell.seed} "

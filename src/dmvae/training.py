@@ -263,7 +263,7 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> Multi
                 if distributed.any_across(not torch.isfinite(loss), ctx):
                     bad = {k: float(v.detach()) for k, v in terms.items()}
                     raise TrainingDiverged(
-                        f"the loss became {float(loss.detach())} at step {step} (terms {bad}); the last "
+                        f"the loss became {bad['loss']} at step {step} (terms {bad}); the last "
                         f"good checkpoint is kept in {ckpt_path}; lower the learning rate or "
                         "check the data, then resume with --resume"
                     )

@@ -158,15 +158,12 @@ def run_cell(
     """Train (or resume) and evaluate one cell unless its metrics already exist."""
     from dmvae.devices import resolve_device
     from dmvae.evaluation.suite import evaluate_run
-    from dmvae.training import CHECKPOINT, identity, train
+    from dmvae.training import CHECKPOINT, same_run, train
 
     config = cell_config(cell, budget, out, overrides)
     config.device, config.progress = device, progress
     run_dir = cell.run_dir(out)
-    saved = run_dir / "config.json"
-    if saved.exists() and identity(json.loads(saved.read_text())) != identity(
-        config.to_run_config()
-    ):
+    if not same_run(run_dir, config.to_run_config()):
         raise ConfigError(
             f"{run_dir} holds a run with other settings (another budget or --set?); use a new "
             "--out or the settings it was started with"

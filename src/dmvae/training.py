@@ -120,11 +120,17 @@ class TrainConfig:
 RESUMABLE = ("epochs", "max_steps", "device", "progress", "log_every", "checkpoint_every", "amp")
 
 
-def identity(run: dict[str, Any]) -> dict[str, Any]:
+def _identity(run: dict[str, Any]) -> dict[str, Any]:
     """The part of a run config that must match for a checkpoint to be resumed."""
     train = {k: v for k, v in run["train"].items() if k not in RESUMABLE}
     data = {k: v for k, v in run["data"].items() if k not in ("root", "download")}
     return {**run, "train": train, "data": data}
+
+
+def same_run(out: str | Path, run: dict[str, Any]) -> bool:
+    """Whether OUT/config.json, if there is one, describes `run` (resumable settings aside)."""
+    saved = Path(out) / "config.json"
+    return not saved.exists() or _identity(json.loads(saved.read_text())) == _identity(run)
 
 
 def _rng_state(order: torch.Generator, noise: torch.Generator) -> dict[str, torch.Tensor]:
@@ -172,13 +178,11 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> Multi
     device = ctx.device
     run = config.to_run_config()
     ckpt_path = out / CHECKPOINT
-    if resume and ckpt_path.exists():
-        saved = json.loads((out / "config.json").read_text())
-        if identity(saved) != identity(run):
-            raise ConfigError(
-                f"{out} was trained with another config; resume it with the same settings or "
-                "choose a new --out"
-            )
+    if resume and ckpt_path.exists() and not same_run(out, run):
+        raise ConfigError(
+            f"{out} was trained with another config; resume it with the same settings or "
+            "choose a new --out"
+        )
     if ctx.is_main:
         (out / "config.json").write_text(json.dumps(run, indent=2))
 
@@ -191,7 +195,7 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> Multi
     # The order stream is shared by all ranks (one global permutation); noise and the models'
     # own sampling differ per rank.
     order_gen = torch.Generator(device=device).manual_seed(config.seed)
-    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1 + 1000 * ctx.rank)
+    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
 
     steps_per_epoch = data.num_batches(config.batch_size, config.drop_last)
     if steps_per_epoch == 0:
@@ -217,13 +221,11 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> Multi
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"])
-        if ctx.enabled:  # the checkpoint holds rank 0's streams; the others derive theirs
-            noise_gen.manual_seed(config.seed + 1 + 1000 * ctx.rank + step)
-            torch.manual_seed(config.seed + 1000 * ctx.rank + step)
     elif resume:
         raise CheckpointError(f"--resume: no checkpoint in {out}; start the run without --resume")
 
-    if ctx.enabled:
+    if ctx.enabled:  # per-rank streams; a checkpoint holds rank 0's, so they restart from here
+        noise_gen.manual_seed(config.seed + 1 + 1000 * ctx.rank + step)
         torch.manual_seed(config.seed + 1000 * ctx.rank + step)
     net = distributed.wrap(model, ctx)
 

@@ -7,7 +7,7 @@ import shlex
 import sys
 from typing import Any
 
-from dmvae.cli.train import parse_value
+from dmvae.cli.train import parse_settings
 from dmvae.experiments import EXPERIMENTS, MODELS
 
 
@@ -62,7 +62,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from dmvae.errors import ConfigError
     from dmvae.reproduce import reproduce, write_report
 
     command = "dmvae " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -74,11 +73,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["data.root"] = args.data_root
     if args.download:
         overrides["data.download"] = True
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key] = parse_value(value)
+    overrides.update(parse_settings(args.set))
     evaluation: dict[str, Any] = {}
     if args.fid:
         evaluation["fid_features"] = args.fid

@@ -18,6 +18,19 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` items as overrides for `TrainConfig.set`."""
+    from dmvae.errors import ConfigError
+
+    settings = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        settings[key.strip()] = parse_value(value)
+    return settings
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -50,7 +63,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmvae.errors import ConfigError
     from dmvae.training import TrainConfig, train
 
     overrides: dict[str, Any] = {"out": args.out}
@@ -72,11 +84,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["data.download"] = True
     if args.no_progress:
         overrides["progress"] = False
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = parse_value(value)
+    overrides.update(parse_settings(args.set))
     config = TrainConfig.from_preset(args.experiment, args.model, **overrides)
     train(config, resume=args.resume)
     if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 alone reports

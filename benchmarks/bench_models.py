@@ -13,6 +13,7 @@ little beyond the networks' own compute.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import torch
@@ -47,22 +48,32 @@ def model_step(model, batch, optimizer):
     return step
 
 
+def pin_subsets(model, count: int = 64) -> list[torch.Tensor]:
+    """MVAE draws random ELBO subsets every step; pin one sequence of draws that the model
+    replays, so that its floor can replay the same one and both do the same work."""
+    draws = [model.training_subsets(torch.device("cpu")) for _ in range(count)]
+    replay = itertools.cycle(draws)
+    model.training_subsets = lambda device: next(replay).to(device)
+    return draws
+
+
 def floor_step(name: str, model, batch, optimizer, k: int):
-    """Bare network passes with a trivial loss, sized as the objective needs them."""
+    """Bare network passes with a trivial loss, sized as the objective needs them (for MVAE,
+    after `pin_subsets`, on the same subsets the model replays)."""
     names = model.modalities
     n = len(batch)
+    draws = itertools.cycle(pin_subsets(model)) if name == "mvae" else None
 
-    def decodes(k_mod: int) -> int:
-        """Rows decoder k_mod runs on: one per ELBO term that reconstructs its modality."""
+    def repeats(k_mod: int, subsets: torch.Tensor | None) -> int:
+        """Times decoder k_mod runs on the batch: once per ELBO term that reconstructs it."""
         if name == "dmvae":
-            return n
+            return 1
         if name == "mvae":
-            return n * int(subsets[:, k_mod].sum())
-        return n * len(names) * k
-
-    subsets = model.training_subsets(torch.device("cpu")) if name == "mvae" else None
+            return int(subsets[:, k_mod].sum())
+        return len(names) * k
 
     def step():
+        subsets = next(draws) if name == "mvae" else None
         total = 0.0
         latents = {}
         for m in names:
@@ -70,7 +81,7 @@ def floor_step(name: str, model, batch, optimizer, k: int):
             latents[m] = mu + logvar.exp()
             total = total + mu.mean() + logvar.mean()
         for k_mod, m in enumerate(names):
-            reps = decodes(k_mod) // n
+            reps = repeats(k_mod, subsets)
             z = latents[m].repeat(reps, 1) if reps > 1 else latents[m]
             total = total + model.decoders[m](z).mean()
         if name == "dmvae":
@@ -102,8 +113,9 @@ def bench(experiment: str, model_name: str, modalities: int, steps: int, k: int)
     model = experiments.build_model(run).train()
     batch = synthetic_batch(experiment, model.modalities, cfg.batch_size)
     optimizer = torch.optim.Adam(model.main_parameters(), lr=1e-4)
+    floor = floor_step(model_name, model, batch, optimizer, k)  # pins MVAE's subsets first
     t_model = timed(model_step(model, batch, optimizer), steps)
-    t_floor = timed(floor_step(model_name, model, batch, optimizer, k), steps)
+    t_floor = timed(floor, steps)
     label = f"{model_name:6s} {experiment:12s} M={len(model.modalities)} batch={cfg.batch_size}"
     if model_name == "mmvae":
         label += f" K={k}"

@@ -10,6 +10,7 @@ network passes of the objective, benchmarks/bench_models.py) is printed beside i
 
     pip install -e ".[bench]"
     python benchmarks/vs_multivae.py [--steps 5] [--threads 2] [--quick]
+        [--models mvae mmvae] [--modalities 2 5] [--no-svhn]
 """
 
 from __future__ import annotations
@@ -188,6 +189,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--quick", action="store_true", help="M = 2 and K = 1 only")
+    parser.add_argument("--models", nargs="+", default=["mvae", "mmvae"])
+    parser.add_argument("--modalities", nargs="+", type=int, help="paired MNIST M (default 2 5)")
+    parser.add_argument("--no-svhn", action="store_true", help="skip the MNIST-SVHN shapes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import multivae
@@ -197,15 +201,19 @@ def main() -> None:
         f"{args.threads} threads, CPU"
     )
     ks = (1,) if args.quick else (1, 10)
-    for modalities in (2,) if args.quick else (2, 5):
-        data = real_paired_mnist(modalities)
-        bench("paired-mnist", "mvae", data, 1, args.steps)
-        for k in ks:
-            bench("paired-mnist", "mmvae", data, k, args.steps)
-    data = synthetic_mnist_svhn()
-    bench("mnist-svhn", "mvae", data, 1, args.steps)
-    for k in ks:
-        bench("mnist-svhn", "mmvae", data, k, args.steps)
+    configs = [(m, "paired-mnist") for m in args.modalities or ((2,) if args.quick else (2, 5))]
+    if not args.no_svhn:
+        configs.append((2, "mnist-svhn"))
+    for modalities, experiment in configs:
+        if experiment == "paired-mnist":
+            data = real_paired_mnist(modalities)
+        else:
+            data = synthetic_mnist_svhn()
+        if "mvae" in args.models:
+            bench(experiment, "mvae", data, 1, args.steps)
+        if "mmvae" in args.models:
+            for k in ks:
+                bench(experiment, "mmvae", data, k, args.steps)
 
 
 if __name__ == "__main__":

@@ -216,6 +216,18 @@ def test_noise_goes_to_inputs_only():
     assert (b.inputs["a"] - b.targets["a"]).std() == pytest.approx(1.0, abs=0.35)
 
 
+def test_select_keeps_only_the_named_modalities_and_their_noise():
+    data = toy_data(noise=1.0)
+    only_b = data.select(["b"])
+    assert only_b.modalities == ("b",) and only_b.images["b"] is data.images["b"]
+    batch = only_b.batch(torch.arange(10))
+    assert set(batch.inputs) == {"b"} and torch.equal(batch.labels, data.labels)
+    assert torch.equal(batch.inputs["b"], data.batch(torch.arange(10)).inputs["b"])
+    assert data.select(["a"]).noise_std == {"a": 1.0}
+    with pytest.raises(KeyError, match=r"unknown modalities \['zzz'\]"):
+        data.select(["zzz"])
+
+
 def test_batch_observe_and_make_batch_errors():
     b = toy_data().batch(torch.arange(4))
     assert b.observe(["a"]).mask[:, 1].sum() == 0 and b.observe(["a"]).mask[:, 0].all()

@@ -13,7 +13,7 @@ from dmvae.data.batch import MultimodalData
 from dmvae.errors import CheckpointError, DataError, DmvaeError
 from dmvae.evaluation import classifiers as clf
 from dmvae.evaluation import coherence as coh
-from dmvae.evaluation.density import GMMSampler
+from dmvae.evaluation.density import GMMSampler, em
 from dmvae.evaluation.fid import (
     ClassifierFeatures,
     FeatureStats,
@@ -203,6 +203,40 @@ def test_latent_classification_of_label_embeddings_is_perfect_and_of_noise_at_ch
     assert noise["a"] < 0.2
 
 
+@pytest.mark.parametrize("name", ["dmvae", "mvae", "mmvae"])
+def test_reused_encodings_run_each_encoder_once_and_change_no_output(name):
+    from collections import Counter
+
+    from dmvae import experiments
+    from dmvae.training import TrainConfig
+
+    config = TrainConfig.from_preset("paired-mnist", name, **{"data.modalities": 3})
+    model = experiments.build_model(config.to_run_config()).eval()
+    calls = Counter()
+    for m, encoder in model.encoders.items():
+        encoder.register_forward_hook(lambda *_, m=m: calls.update([m]))
+    inputs = {m: torch.rand(6, 1, 28, 28) for m in model.modalities}
+    maps = coh.subset_maps(model.modalities)
+
+    def generate_all():
+        return [
+            model.conditional_generate(
+                inputs, targets, subset, generator=torch.Generator().manual_seed(0)
+            )
+            for subset, targets in maps
+        ]
+
+    with torch.inference_mode():
+        plain = generate_all()
+        assert sum(calls.values()) == sum(len(subset) for subset, _ in maps)
+        calls.clear()
+        with model.reuse_encodings():
+            reused = generate_all()
+    assert calls == Counter(model.modalities)
+    for a, b in zip(plain, reused, strict=True):
+        assert all(torch.equal(a[t], b[t]) for t in a)
+
+
 def test_gmm_sampler_shapes_seeds_round_trip_and_clusters(tmp_path):
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(-5, 0.1, (300, 2)), rng.normal(5, 0.1, (300, 2))])
@@ -217,6 +251,31 @@ def test_gmm_sampler_shapes_seeds_round_trip_and_clusters(tmp_path):
     assert torch.equal(
         GMMSampler.load(tmp_path / "g.npz")(100, torch.Generator().manual_seed(1)), a
     )
+
+
+def test_batched_em_reaches_scikit_learns_mixture():
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 4, (6, 3)) + 50  # far from the origin: centring must not matter
+    x = np.concatenate([rng.normal(c, rng.uniform(0.3, 1.5, 3), (400, 3)) for c in centres])
+    ref = GaussianMixture(6, covariance_type="full", random_state=3).fit(x)
+    ours = em(torch.from_numpy(x), 6, seed=3, chunk=257)  # chunks do not divide the rows
+    assert ours.converged and ours.n_iter == ref.n_iter_
+    np.testing.assert_allclose(ours.weights.numpy(), ref.weights_, atol=1e-9)
+    np.testing.assert_allclose(ours.means.numpy(), ref.means_, atol=1e-8)
+    np.testing.assert_allclose(ours.covariances.numpy(), ref.covariances_, atol=1e-8)
+
+
+def test_em_names_bad_fits_and_their_fixes():
+    corners = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+    x = torch.cat([4 + corners.repeat(16, 1), torch.zeros(64, 2)])  # the second one collapsed
+    with pytest.raises(DmvaeError, match="reg_covar"):
+        em(x, 2, reg_covar=0.0)
+    with pytest.raises(DmvaeError, match="needs at least as many embeddings, got 128"):
+        em(x, 200)
+    with pytest.warns(UserWarning, match="did not converge in 1 iterations"):
+        assert not em(torch.randn(300, 2), 3, max_iter=1).converged
 
 
 def test_report_and_grid(tmp_path):

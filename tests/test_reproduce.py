@@ -26,7 +26,8 @@ def quick_classifiers(real_mnist):
     model = clf.train_classifier("mnist", x, y, epochs=1, progress=False)
     directory = user_cache_dir() / "classifiers"
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(model.state_dict(), str(directory / f"{clf.classifier_key('mnist')}.safetensors"))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}  # from channels-last
+    save_file(state, str(directory / f"{clf.classifier_key('mnist')}.safetensors"))
 
 
 def test_grid_order_budget_and_overrides(tmp_path):

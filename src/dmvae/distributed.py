@@ -11,6 +11,7 @@ are averaged across ranks too; the main DDP ignores them. Rank 0 alone logs and 
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -27,7 +28,6 @@ class Context:
     rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
-    owns_group: bool = False  # created by `setup`, so `shutdown` destroys it
 
     @property
     def enabled(self) -> bool:
@@ -48,14 +48,17 @@ def setup(device: str = "auto") -> Context:
     if resolved.type == "cuda":
         resolved = torch.device("cuda", local)
         torch.cuda.set_device(resolved)
-    owns = not dist.is_initialized()
-    if owns:
+    if not dist.is_initialized():
         dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
-    return Context(rank, world, resolved, owns)
+        # Kept until the process exits: a second `train` in the same process then reuses it.
+        # Destroying and re-joining the same rendezvous port can deadlock when one rank re-joins
+        # before another has left.
+        atexit.register(_destroy_group)
+    return Context(rank, world, resolved)
 
 
-def shutdown(ctx: Context) -> None:
-    if ctx.owns_group and dist.is_initialized():
+def _destroy_group() -> None:
+    if dist.is_initialized():
         dist.destroy_process_group()
 
 

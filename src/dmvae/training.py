@@ -165,11 +165,7 @@ def train(config: TrainConfig, resume: bool = False) -> MultimodalVAE:
 
     Under torchrun (WORLD_SIZE > 1) it trains data-parallel: see `dmvae.distributed`.
     """
-    ctx = distributed.setup(config.device)
-    try:
-        return _train(config, resume, ctx)
-    finally:
-        distributed.shutdown(ctx)
+    return _train(config, resume, distributed.setup(config.device))
 
 
 def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> MultimodalVAE:
@@ -183,6 +179,7 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> Multi
             f"{out} was trained with another config; resume it with the same settings or "
             "choose a new --out"
         )
+    distributed.barrier(ctx)  # every rank has read the old config before rank 0 replaces it
     if ctx.is_main:
         (out / "config.json").write_text(json.dumps(run, indent=2))
 
@@ -292,6 +289,7 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> Multi
             else:
                 epoch_start_order = order_gen.get_state()
         save(step)
+        distributed.barrier(ctx)  # no rank returns before the final checkpoint is on disk
     finally:
         bar.close()
         if logger:

@@ -160,6 +160,19 @@ class MultimodalData:
             self.bank_labels,
         )
 
+    def select(self, modalities: Sequence[str]) -> MultimodalData:
+        """Only `modalities` (shares the image banks): batches then gather and noise no others."""
+        unknown = [m for m in modalities if m not in self.modalities]
+        if unknown:
+            raise KeyError(f"unknown modalities {unknown}: this data set has {self.modalities}")
+        return MultimodalData(
+            {m: self.images[m] for m in modalities},
+            {m: self.index[m] for m in modalities},
+            self.labels,
+            {m: self.noise_std[m] for m in modalities},
+            {m: v for m, v in self.bank_labels.items() if m in modalities},
+        )
+
     def nbytes(self) -> int:
         unique = {id(v): v for v in self.images.values()}.values()
         banks = sum(v.numel() * v.element_size() for v in unique)

@@ -47,8 +47,8 @@ def conditional_coherence(
     generator: torch.Generator | None = None,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Accuracy of every map S -> j ("m0+m1->m2"); each batch is encoded once per subset and
-    all targets are decoded from it."""
+    """Accuracy of every map S -> j ("m0+m1->m2"); each modality of a batch is encoded once,
+    each subset's posterior built from those encodings, and all its targets decoded from it."""
     maps = subset_maps(model.modalities, all_subsets)
     correct = {mapping_name(s, t): 0 for s, targets in maps for t in targets}
     batches = data.batches(batch_size, shuffle=False, generator=generator)
@@ -57,13 +57,14 @@ def conditional_coherence(
         batches, desc="coherence", total=data.num_batches(batch_size), disable=not progress
     ):
         total += len(batch)
-        for subset, targets in maps:
-            out = model.conditional_generate(
-                batch.inputs, targets, subset, style=style, generator=generator
-            )
-            for t in targets:
-                pred = predict(classifiers[t], out[t])
-                correct[mapping_name(subset, t)] += int((pred == batch.labels).sum())
+        with model.reuse_encodings():
+            for subset, targets in maps:
+                out = model.conditional_generate(
+                    batch.inputs, targets, subset, style=style, generator=generator
+                )
+                for t in targets:
+                    pred = predict(classifiers[t], out[t])
+                    correct[mapping_name(subset, t)] += int((pred == batch.labels).sum())
     return {k: v / max(total, 1) for k, v in correct.items()}
 
 

@@ -1,6 +1,9 @@
 """Latent classification: a linear classifier on posterior means, trained on training-set
 embeddings and scored on the test set. No model selection touches the test set: the
-regularisation strength is fixed (C = 1 on standardised features)."""
+regularisation strength is fixed (C = 1 on standardised features). The multinomial logistic
+regression is solved by Newton's method (scikit-learn's "newton-cholesky"): on these few
+features it reaches the optimum in a handful of iterations, where lbfgs stops short of it
+after hundreds."""
 
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ def embeddings(
             :max_samples
         ]
         data = data.subset(rows.sort().values)
+    data = data.select(subset)
     xs, ys = [], []
     for batch in data.batches(batch_size, shuffle=False, generator=generator):
         kwargs = {"with_style": True} if with_style else {}
@@ -45,7 +49,9 @@ def embeddings(
 def linear_probe_accuracy(
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, c: float = 1.0
 ) -> float:
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000))
+    clf = make_pipeline(
+        StandardScaler(), LogisticRegression(C=c, solver="newton-cholesky", max_iter=100)
+    )
     clf.fit(train_x, train_y)
     return float(clf.score(test_x, test_y))
 

@@ -6,7 +6,8 @@ model (or their own encoders and decoders inside ours) works with the whole tool
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Literal, Protocol
 
 import torch
@@ -56,6 +57,26 @@ class MultimodalVAE(nn.Module):
         self.encoders = nn.ModuleDict({m: encoders[m] for m in self.modalities})
         self.decoders = nn.ModuleDict({m: decoders[m] for m in self.modalities})
         self.likelihoods = {m: likelihoods[m] for m in self.modalities}
+
+    def encode_modality(self, name: str, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Modality `name`'s encoder on `x`; run once per input tensor inside `reuse_encodings`."""
+        cache = getattr(self, "_encodings", None)
+        if cache is not None and name in cache and cache[name][0] is x:
+            return cache[name][1]
+        out = run_encoder(name, self.encoders[name], x)
+        if cache is not None:
+            cache[name] = (x, out)
+        return out
+
+    @contextmanager
+    def reuse_encodings(self) -> Iterator[None]:
+        """Evaluation conditions one batch on many subsets: inside this block each modality is
+        encoded once per batch instead of once per subset. For inference (outputs are shared)."""
+        self._encodings: dict[str, tuple[Tensor, tuple[Tensor, Tensor]]] | None = {}
+        try:
+            yield
+        finally:
+            self._encodings = None
 
     def auxiliary_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Optimisers the model steps itself inside `loss` (e.g. DMVAE's discriminators)."""

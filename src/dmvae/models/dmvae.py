@@ -26,7 +26,6 @@ from dmvae.models.base import (
     ContentSampler,
     MultimodalVAE,
     Style,
-    run_encoder,
 )
 from dmvae.nets import TCDiscriminator
 
@@ -109,7 +108,7 @@ class DMVAE(MultimodalVAE):
         for m in names:
             if m not in inputs:
                 raise KeyError(f"modality {m!r} is in the subset but not in the inputs")
-            mu, logvar = run_encoder(m, self.encoders[m], inputs[m])
+            mu, logvar = self.encode_modality(m, inputs[m])
             if mu.shape[-1] != s + self.shared_dim:
                 raise ValueError(
                     f"modality {m!r}: the encoder returns {mu.shape[-1]} dimensions, DMVAE needs "

@@ -24,7 +24,6 @@ from dmvae.models.base import (
     ContentSampler,
     MultimodalVAE,
     Style,
-    run_encoder,
 )
 
 
@@ -74,7 +73,7 @@ class MMVAE(MultimodalVAE):
         for m in names:
             if m not in inputs:
                 raise KeyError(f"modality {m!r} is in the subset but not in the inputs")
-            loc, raw = run_encoder(m, self.encoders[m], inputs[m])
+            loc, raw = self.encode_modality(m, inputs[m])
             locs.append(loc)
             scales.append(laplace_scale(raw))
         return torch.stack(locs), torch.stack(scales)

@@ -19,7 +19,6 @@ from dmvae.likelihoods import Likelihood
 from dmvae.models.base import (
     MultimodalVAE,
     Style,
-    run_encoder,
 )
 
 
@@ -53,7 +52,7 @@ class MVAE(MultimodalVAE):
         for m in names:
             if m not in inputs:
                 raise KeyError(f"modality {m!r} is in the subset but not in the inputs")
-            mu, logvar = run_encoder(m, self.encoders[m], inputs[m])
+            mu, logvar = self.encode_modality(m, inputs[m])
             mus.append(mu)
             logvars.append(logvar)
         return torch.stack(mus), torch.stack(logvars)

@@ -160,6 +160,13 @@ class MultimodalData:
             self.bank_labels,
         )
 
+    def random_subset(self, n: int | None, seed: int = 0) -> MultimodalData:
+        """At most `n` samples drawn by a seeded permutation, kept in their original order."""
+        if n is None or n >= len(self):
+            return self
+        rows = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return self.subset(rows.sort().values)
+
     def select(self, modalities: Sequence[str]) -> MultimodalData:
         """Only `modalities` (shares the image banks): batches then gather and noise no others."""
         unknown = [m for m in modalities if m not in self.modalities]

@@ -215,10 +215,7 @@ def training_embeddings(
     batch_size: int = 2000,
 ) -> Tensor:
     """`model.ex_post_embeddings` of (a seeded subsample of) the training set, on its device."""
-    data = train
-    if max_samples is not None and max_samples < len(train):
-        rows = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-        data = train.subset(rows[:max_samples].sort().values)
+    data = train.random_subset(max_samples, seed)
     return torch.cat(
         [model.ex_post_embeddings(b.inputs) for b in data.batches(batch_size, shuffle=False)]
     )

@@ -32,12 +32,7 @@ def embeddings(
     generator: torch.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings and labels of (a seeded random subsample of at most `max_samples` of) `data`."""
-    if max_samples is not None and max_samples < len(data):
-        rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[
-            :max_samples
-        ]
-        data = data.subset(rows.sort().values)
-    data = data.select(subset)
+    data = data.random_subset(max_samples, seed).select(subset)
     xs, ys = [], []
     for batch in data.batches(batch_size, shuffle=False, generator=generator):
         kwargs = {"with_style": True} if with_style else {}

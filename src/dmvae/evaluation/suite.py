@@ -93,9 +93,7 @@ def evaluate_run(
         tick = time.perf_counter()
 
     test = build_data(config, "test", device)
-    if max_test is not None and max_test < len(test):
-        rows = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:max_test]
-        test = test.subset(rows.sort().values)
+    test = test.random_subset(max_test, seed)
     train = build_data(config, "train", device)
     kinds = classifier_kinds(config)
     loaded = {

@@ -128,6 +128,16 @@ def svhn_decoder(latent_dim: int) -> SVHNDecoder:
     return SVHNDecoder(latent_dim)
 
 
+def release_init(module: nn.Module) -> None:
+    """The DMVAE release's initialisation, in place: weights N(0, 0.05) and zero biases for every
+    Linear and Conv2d (ConvTranspose2d keeps PyTorch's default, as in the release)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear | nn.Conv2d):
+            nn.init.normal_(layer.weight, 0.0, 0.05)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
 class TCDiscriminator(nn.Module):
     """D_m of DMVAE: branches s->500->500->500 and c->500->500->500, then 1000->1000->1000->2.
 

@@ -40,6 +40,24 @@ def product_of_experts(
     return torch.where(empty, 0.0, joint_mu), torch.where(empty, 0.0, -safe)
 
 
+def subset_mean_nll(nll: Tensor, in_a: Tensor, in_b: Tensor) -> Tensor:
+    """DMVAE release's reconstruction term for one modality: the mean NLL over the rows whose
+    subset A holds it plus the mean over the rows whose complement B holds it (an empty part
+    counts 0).
+
+    About twice a per-sample mean, and the released beta, gamma and delta were tuned against
+    it; a row in the smaller part weighs more. nll: [B]; in_a, in_b: bool [B].
+    """
+    a, b = in_a.to(nll.dtype), in_b.to(nll.dtype)
+    return (nll * a).sum() / a.sum().clamp_min(1.0) + (nll * b).sum() / b.sum().clamp_min(1.0)
+
+
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of `values` [B] over the rows where `mask` [B] holds (0 if none)."""
+    w = mask.to(values.dtype)
+    return (values * w).sum() / w.sum().clamp_min(1.0)
+
+
 def kl_normal_standard(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) = 0.5 * sum(mu^2 + var - 1 - logvar), over the last dim."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
@@ -173,7 +191,9 @@ def dreg_looser(log_weights: Tensor, z: Tensor) -> Tensor:
     w~ = softmax_K(log w), the IWAE gradient is sum_k w~_k d log w_k. DReG (Tucker et al., 2019)
     replaces the encoder part by sum_k w~_k^2 d log w_k / d z_k * d z_k / d phi: the surrogate
     sum_k w~_k log w_k (w~ held constant) gives decoder and prior gradients w~_k, and a hook on z
-    scales z's gradient by a further w~_k, making the encoder weight w~_k^2 (as MMVAE's release).
+    scales z's gradient by a further w~_k, making the encoder weight w~_k^2 as Tucker et al.
+    define it. (The official MMVAE code registers its hook where it never fires, so its encoder
+    weight is w~_k; we follow the definition, see docs/protocol.md.)
 
     The hook scales every gradient reaching z, so z must feed nothing but these log weights, and
     this is called once per z. Its value is not the bound: sum_k w~_k log w_k =

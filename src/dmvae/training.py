@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,11 +150,18 @@ class _Logger:
         self.jsonl = open(out / "log.jsonl", "a" if resume else "w")  # noqa: SIM115
         self.tb = SummaryWriter(str(out / "tb"))
 
-    def log(self, step: int, epoch: int, means: dict[str, float]) -> None:
-        self.jsonl.write(json.dumps({"step": step, "epoch": epoch, **means}) + "\n")
+    def log(
+        self, step: int, epoch: int, means: dict[str, float], warnings: list[str] | None = None
+    ) -> None:
+        record = {"step": step, "epoch": epoch, **means}
+        if warnings:
+            record["warnings"] = warnings
+        self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
         for k, v in means.items():
             self.tb.add_scalar(k, v, step)
+        for text in warnings or ():
+            self.tb.add_text("warnings", text, step)
 
     def close(self) -> None:
         self.jsonl.close()
@@ -245,6 +253,8 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> Multi
         unit="step",
     )
     start_time, start_step = time.perf_counter(), step
+    # Collapse is judged after the first epoch (or half of a shorter run), once per kind.
+    check_from, warned = min(steps_per_epoch, total // 2), {}
     try:
         while step < total:
             epoch, offset = divmod(step, steps_per_epoch)
@@ -279,9 +289,17 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> Multi
                     means["kl_weight"] = kl_weight
                     elapsed = time.perf_counter() - start_time
                     means["samples_per_s"] = (step - start_step) * config.batch_size / elapsed
+                    new_warnings = []
+                    if ctx.is_main:
+                        means.update(_diagnostics(model, batch))
+                        if step >= check_from:
+                            new_warnings = _collapse_check(model, means, step, warned)
                     if logger:
-                        logger.log(step, epoch, means)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in means.items() if "/" not in k})
+                        logger.log(step, epoch, means, new_warnings)
+                    postfix = {k: f"{v:.3g}" for k, v in means.items() if "/" not in k}
+                    if warned:
+                        postfix["collapse"] = "+".join(warned)
+                    bar.set_postfix(postfix)
                     sums, count = {}, 0
                 bar.update(1)
                 if step % config.checkpoint_every == 0 and step < total:
@@ -296,6 +314,28 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> Multi
             logger.close()
     model.eval()
     return model
+
+
+def _diagnostics(model: MultimodalVAE, batch: Any) -> dict[str, float]:
+    with torch.no_grad():
+        figures = model.diagnostics(batch)
+    if not figures:
+        return {}
+    return dict(zip(figures, torch.stack(list(figures.values())).tolist(), strict=True))
+
+
+def _collapse_check(
+    model: MultimodalVAE, means: dict[str, float], step: int, warned: dict[str, str]
+) -> list[str]:
+    """Warn (above the progress bar) the first time each kind of collapse shows."""
+    new = []
+    for kind, reason in model.collapse_warnings(means).items():
+        if kind not in warned:
+            warned[kind] = reason
+            text = f"warning: the model may have collapsed at step {step}: {reason}"
+            tqdm.write(text, file=sys.stderr)
+            new.append(text)
+    return new
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[MultimodalVAE, dict]:

@@ -214,11 +214,12 @@ def training_embeddings(
     seed: int = 0,
     batch_size: int = 2000,
 ) -> Tensor:
-    """`model.ex_post_embeddings` of (a seeded subsample of) the training set, on its device."""
+    """`model.ex_post_embeddings` of (a seeded subsample of) the training set, on its device;
+    noisy inputs get noise seeded with `seed` too."""
     data = train.random_subset(max_samples, seed)
-    return torch.cat(
-        [model.ex_post_embeddings(b.inputs) for b in data.batches(batch_size, shuffle=False)]
-    )
+    noise = torch.Generator(device=data.device).manual_seed(seed)
+    batches = data.batches(batch_size, shuffle=False, generator=noise)
+    return torch.cat([model.ex_post_embeddings(b.inputs) for b in batches])
 
 
 def fit_gmm(

@@ -31,8 +31,14 @@ def embeddings(
     with_style: bool = False,
     generator: torch.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings and labels of (a seeded random subsample of at most `max_samples` of) `data`."""
+    """Embeddings and labels of (a seeded random subsample of at most `max_samples` of) `data`.
+
+    Noisy inputs are noised from `generator`, by default one seeded with `seed`, so that the
+    same checkpoint gives the same embeddings (and probe accuracies) every time.
+    """
     data = data.random_subset(max_samples, seed).select(subset)
+    if generator is None:
+        generator = torch.Generator(device=data.device).manual_seed(seed)
     xs, ys = [], []
     for batch in data.batches(batch_size, shuffle=False, generator=generator):
         kwargs = {"with_style": True} if with_style else {}
@@ -72,6 +78,27 @@ def latent_accuracy(
         tx, ty = embeddings(
             model, train, subset, max_samples=train_samples, seed=seed, with_style=with_style
         )
-        vx, vy = embeddings(model, test, subset, with_style=with_style)
+        vx, vy = embeddings(model, test, subset, with_style=with_style, seed=seed)
         out[name] = linear_probe_accuracy(tx, ty, vx, vy)
+    return out
+
+
+def style_accuracy(
+    model: MultimodalVAE,
+    train: MultimodalData,
+    test: MultimodalData,
+    *,
+    train_samples: int | None = 60000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Per modality, a linear probe of its style means alone (DMVAE): how much label
+    information leaks into the modality-specific factors (the paper: little)."""
+    out = {}
+    for m in model.modalities:
+        tx, ty = embeddings(
+            model, train, (m,), max_samples=train_samples, seed=seed, with_style=True
+        )
+        vx, vy = embeddings(model, test, (m,), with_style=True, seed=seed)
+        d = model.shared_dim
+        out[m] = linear_probe_accuracy(tx[:, d:], ty, vx[:, d:], vy)
     return out

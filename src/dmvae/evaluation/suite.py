@@ -21,7 +21,7 @@ from dmvae.evaluation.fid import (
     fid,
     real_statistics,
 )
-from dmvae.evaluation.latent import latent_accuracy
+from dmvae.evaluation.latent import latent_accuracy, style_accuracy
 from dmvae.evaluation.report import metrics_markdown, save_conditional_grid, save_unconditional_grid
 
 METRICS = ("coherence", "latent", "gmm", "joint", "fid", "grids")
@@ -128,6 +128,8 @@ def evaluate_run(
         lap("coherence")
     if "latent" in wanted:
         result["latent"] = latent_accuracy(model, train, test, seed=seed, with_style=with_style)
+        if hasattr(model, "style_dim"):
+            result["latent_style"] = style_accuracy(model, train, test, seed=seed)
         lap("latent")
     gmm = None
     gmm_path = out_dir / "gmm.npz"

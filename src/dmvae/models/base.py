@@ -107,6 +107,16 @@ class MultimodalVAE(nn.Module):
         """
         raise NotImplementedError
 
+    def diagnostics(self, batch: Batch) -> dict[str, Tensor]:
+        """Figures the trainer logs beside the loss terms (e.g. whether decoders use the shared
+        latent); called under no_grad every `log_every` steps."""
+        return {}
+
+    def collapse_warnings(self, figures: Mapping[str, float]) -> dict[str, str]:
+        """Reasons (by kind) to believe training collapsed, judged on the logged running means
+        (loss terms and `diagnostics`); the trainer warns once per kind. Empty if healthy."""
+        return {}
+
     def forward(self, batch: Batch, kl_weight: float = 1.0) -> dict[str, Tensor]:
         return self.loss(batch, kl_weight)
 

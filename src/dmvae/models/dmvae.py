@@ -12,6 +12,7 @@ The objective (paper eq. 4) is L = L_VAE + gamma * L_shared - delta * L_disent:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,12 +28,29 @@ from dmvae.models.base import (
     MultimodalVAE,
     Style,
 )
-from dmvae.nets import TCDiscriminator
+from dmvae.nets import TCDiscriminator, release_init
+
+# Collapse thresholds (docs/protocol.md says how they were measured).
+STYLE_KL_FLOOR = 0.1
+CONTENT_EFFECT_FLOOR = 0.05
+
+
+RECONSTRUCTIONS = ("release", "per_sample")
+INITS = ("release", "pytorch")
 
 
 @dataclass
 class DMVAEConfig:
-    """Hyperparameters; `beta` and `delta` are one value for all modalities or one per name."""
+    """Hyperparameters; `beta` and `delta` are one value for all modalities or one per name.
+
+    `reconstruction="release"` scales the reconstruction term as the authors' release did (mean
+    over the A rows plus mean over the B rows, about twice a per-sample mean), so that the
+    released beta, gamma and delta mean what they meant; `"per_sample"` is a plain per-sample
+    mean (halve beta, gamma and delta for the same balance). `init="release"` re-initialises
+    every Linear and Conv2d of the encoders, decoders and discriminators as the release did
+    (N(0, 0.05) weights, zero biases); `"pytorch"` keeps the networks' own initialisation.
+    Both defaults were measured to matter (docs/protocol.md).
+    """
 
     style_dim: int = 10
     content_dim: int = 10
@@ -44,6 +62,14 @@ class DMVAEConfig:
     disc_lr: float = 1e-4
     disc_betas: tuple[float, float] = (0.5, 0.9)
     subset_prob: float = 0.5
+    reconstruction: str = "release"
+    init: str = "release"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("reconstruction", RECONSTRUCTIONS), ("init", INITS)):
+            if getattr(self, name) not in allowed:
+                value = getattr(self, name)
+                raise ValueError(f"DMVAE {name}={value!r} is unknown: choose from {list(allowed)}")
 
 
 def per_modality(value: float | Mapping[str, float], names: Sequence[str], what: str) -> dict:
@@ -84,6 +110,9 @@ class DMVAE(MultimodalVAE):
                 for m in self.modalities
             }
         )
+        if config.init == "release":
+            for net in (self.encoders, self.decoders, self.discriminators):
+                release_init(net)
         self._disc_optimizer = torch.optim.Adam(
             self.discriminators.parameters(), lr=config.disc_lr, betas=tuple(config.disc_betas)
         )
@@ -152,8 +181,8 @@ class DMVAE(MultimodalVAE):
             raise KeyError(f"unknown modalities {unknown}; this model has {list(self.modalities)}")
         enc = self._encode_each(batch.inputs, names)
         observed = batch.mask.T  # [M, B]
-        keep = torch.rand(observed.shape, device=observed.device) < self.config.subset_prob
-        in_a, in_b = observed & keep, observed & ~keep
+        in_a = observed & self.draw_partition(observed.shape, observed.device)
+        in_b = observed & ~in_a
         mu_a, logvar_a = self._content_poe(enc, names, in_a)
         mu_b, _ = self._content_poe(enc, names, in_b)
         c_a = obj.reparameterize(mu_a, logvar_a)
@@ -167,15 +196,17 @@ class DMVAE(MultimodalVAE):
             styles[m] = s
             content = torch.where(in_a[k, :, None], mu_a, mu_b).detach()
             loc = self.decoders[m](torch.cat([s, content], dim=-1))
-            weight = observed[k].float()
-            n = weight.sum().clamp_min(1.0)
-            rec = -(self.likelihoods[m].log_prob(batch.targets[m], loc) * weight).sum() / n
-            kl = (obj.kl_normal_standard(s_mu, s_logvar) * weight).sum() / n
+            nll = -self.likelihoods[m].log_prob(batch.targets[m], loc)
+            if self.config.reconstruction == "release":
+                rec = obj.subset_mean_nll(nll, in_a[k], in_b[k])
+            else:
+                rec = obj.masked_mean(nll, observed[k])
+            kl = obj.masked_mean(obj.kl_normal_standard(s_mu, s_logvar), observed[k])
             terms[f"rec/{m}"] = rec
             terms[f"kl/{m}"] = kl
             total = total + rec + kl_weight * self.beta[m] * kl
 
-        shared = self._shared_term(enc, names, observed)
+        shared, terms["shared_chance"] = self._shared_term(enc, names, observed)
         terms["shared"] = shared
         total = total + self.config.gamma * shared
 
@@ -188,18 +219,82 @@ class DMVAE(MultimodalVAE):
         terms["loss"] = total
         return terms
 
-    def _shared_term(self, enc: Mapping, names: Sequence[str], observed: Tensor) -> Tensor:
-        """InfoNCE between content from all modalities and from one random non-empty subset."""
-        mu_all, logvar_all = self._content_poe(enc, names, observed)
-        subset = torch.rand(len(names), device=observed.device) < self.config.subset_prob
+    def draw_partition(self, shape: torch.Size, device: torch.device) -> Tensor:
+        """Bool [M, B]: subset A of each sample, each modality kept with `subset_prob`."""
+        return torch.rand(shape, device=device) < self.config.subset_prob
+
+    def draw_contrast_subset(self, num_modalities: int, device: torch.device) -> Tensor:
+        """Bool [M]: the batch's random non-empty subset that InfoNCE contrasts with all."""
+        subset = torch.rand(num_modalities, device=device) < self.config.subset_prob
         if not subset.any():
-            subset[torch.randint(len(names), (1,), device=observed.device)] = True
+            subset[torch.randint(num_modalities, (1,), device=device)] = True
+        return subset
+
+    def _shared_term(
+        self, enc: Mapping, names: Sequence[str], observed: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """InfoNCE between content from all modalities and from one random non-empty subset, and
+        its chance value log(2N - 1) (content that tells the samples apart scores below it)."""
+        mu_all, logvar_all = self._content_poe(enc, names, observed)
+        subset = self.draw_contrast_subset(len(names), observed.device)
         mu_sub, logvar_sub = self._content_poe(enc, names, observed & subset[:, None])
         c = obj.reparameterize(mu_all, logvar_all)
         c_tilde = obj.reparameterize(mu_sub, logvar_sub)
         if self.training:  # under torchrun: negatives from the whole global batch
             c, c_tilde = gather_batch(c), gather_batch(c_tilde)
-        return obj.info_nce(c, c_tilde, temperature=self.config.temperature)
+        chance = torch.full((), math.log(2 * c.shape[0] - 1), device=c.device)
+        return obj.info_nce(c, c_tilde, temperature=self.config.temperature), chance
+
+    # ---------------------------------------------------------------- health
+    @torch.no_grad()
+    def diagnostics(self, batch: Batch, max_rows: int = 512) -> dict[str, Tensor]:
+        """Figures behind `collapse_warnings`, on the first `max_rows` rows of a complete batch.
+
+        `content_norm`: mean norm of the all-modality content mean. `content_effect`: how much
+        each decoder's output changes when the content is swapped between samples (style
+        kept), relative to how much the clean samples themselves differ, averaged over the
+        modalities: about 0 when decoders ignore the content, so that cross-generated samples
+        no longer follow their input.
+        """
+        names = self.check_subset(batch.modalities)
+        rows = torch.arange(min(max_rows, len(batch.labels)), device=batch.labels.device)
+        inputs = {m: batch.inputs[m][rows] for m in names}
+        enc = self._encode_each(inputs, names)
+        content = self._content_poe(enc, names, None)[0]
+        perm = torch.roll(torch.arange(len(rows), device=rows.device), 1)
+        effects = []
+        for m in names:
+            target = batch.targets[m][rows].flatten(1)
+            style = enc[m][0]
+            out = self.decoders[m](torch.cat([style, content], -1)).flatten(1)
+            swapped = self.decoders[m](torch.cat([style, content[perm]], -1)).flatten(1)
+            spread = (target - target[perm]).abs().mean().clamp_min(1e-8)
+            effects.append((out - swapped).abs().mean() / spread)
+        return {
+            "content_norm": content.norm(dim=-1).mean(),
+            "content_effect": torch.stack(effects).mean(),
+        }
+
+    def collapse_warnings(self, figures: Mapping[str, float]) -> dict[str, str]:
+        """Why this model looks collapsed, judged on logged running means (empty if healthy)."""
+        reasons = {}
+        kls = [figures.get(f"kl/{m}") for m in self.modalities]
+        if all(kl is not None and kl < STYLE_KL_FLOOR for kl in kls):
+            reasons["style_kl"] = (
+                f"style KL below {STYLE_KL_FLOOR} nats for every modality "
+                f"({', '.join(f'{k:.3g}' for k in kls)}): the style posteriors equal the prior "
+                "and carry nothing (beta too high?)"
+            )
+        effect = figures.get("content_effect")
+        if effect is not None and effect < CONTENT_EFFECT_FLOOR:
+            reasons["content_ignored"] = (
+                f"the decoders ignore the content: swapping it between samples changes their "
+                f"output by {100 * effect:.1f} % of the samples' own difference (below "
+                f"{100 * CONTENT_EFFECT_FLOOR:.0f} %), so cross-generated samples do not follow "
+                f"the input (InfoNCE {figures.get('shared', float('nan')):.3g} against chance "
+                f"{figures.get('shared_chance', float('nan')):.3g})"
+            )
+        return reasons
 
     def _tc_term(self, m: str, s: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """Step D_m on detached samples, then estimate TC with the updated D_m (grad to s only)."""

@@ -24,8 +24,9 @@ from dmvae.models.base import (
 
 @dataclass
 class MVAEConfig:
-    """`num_random_subsets` extra ELBOs on random subsets per batch when M > 2 (each drawn
-    once per batch with modalities kept with probability 1/2, at least one)."""
+    """`num_random_subsets` extra ELBOs per batch when M > 2, each on a subset drawn uniformly
+    among those of 2..M-1 modalities (the reference code's; singletons and the full set already
+    have their own ELBO terms)."""
 
     latent_dim: int = 20
     beta: float = 1.0
@@ -46,6 +47,7 @@ class MVAE(MultimodalVAE):
         self.config = config = config or MVAEConfig()
         self.set_networks(encoders, decoders, likelihoods)
         self.shared_dim = config.latent_dim
+        self._proper_subsets: Tensor | None = None
 
     def _experts(self, inputs: Mapping[str, Tensor], names: Sequence[str]) -> tuple[Tensor, Tensor]:
         mus, logvars = [], []
@@ -70,11 +72,11 @@ class MVAE(MultimodalVAE):
         rows = [torch.ones(1, m, dtype=torch.bool, device=device)]
         rows.append(torch.eye(m, dtype=torch.bool, device=device))
         if m > 2 and self.config.num_random_subsets > 0:
-            rand = torch.rand(self.config.num_random_subsets, m, device=device) < 0.5
-            empty = ~rand.any(1)
-            pick = torch.randint(m, (rand.shape[0],), device=device)
-            rand[empty, pick[empty]] = True
-            rows.append(rand)
+            candidates = self._proper_subsets
+            if candidates is None or candidates.device != torch.device(device):
+                candidates = self._proper_subsets = proper_subsets(m, device)
+            pick = torch.randint(len(candidates), (self.config.num_random_subsets,), device=device)
+            rows.append(candidates[pick])
         return torch.cat(rows)
 
     def loss(self, batch: Batch, kl_weight: float = 1.0) -> dict[str, Tensor]:
@@ -141,3 +143,13 @@ class MVAE(MultimodalVAE):
         names = self.check_subset(subset if subset is not None else tuple(inputs))
         mu, _ = self.encode(inputs, names)
         return {m: self.decoders[m](mu) for m in self.modalities if m in inputs}
+
+
+def proper_subsets(m: int, device: torch.device | str = "cpu") -> Tensor:
+    """Bool [S, m]: every subset of 2..m-1 of m modalities, by size, then in binary order."""
+    codes = torch.arange(1, 2**m - 1)
+    masks = (codes[:, None] >> torch.arange(m)) & 1 == 1
+    sizes = masks.sum(1)
+    keep = sizes >= 2
+    order = torch.argsort(sizes[keep], stable=True)
+    return masks[keep][order].to(device)

@@ -61,6 +61,30 @@ def test_mvae_random_subsets_for_more_than_two_modalities():
     assert "elbo/random" in model.loss(batch())
 
 
+@pytest.mark.parametrize("m", [3, 4, 5])
+def test_mvae_random_subsets_are_uniform_over_proper_multimodal_subsets(m):
+    """The reference code (and MultiVae) draw among subsets of 2..M-1 modalities: never a
+    singleton or the full set, which the unimodal and joint ELBOs already cover."""
+    names = tuple("abcde"[:m])
+    model = MVAE(*parts(4, names), MVAEConfig(latent_dim=4, num_random_subsets=1))
+    torch.manual_seed(0)
+    draws = 600 * m
+    counts: dict[tuple[bool, ...], int] = {}
+    for _ in range(draws):
+        rows = model.training_subsets(torch.device("cpu"))
+        assert rows.shape == (2 + m, m)
+        key = tuple(rows[-1].tolist())
+        counts[key] = counts.get(key, 0) + 1
+    sizes = {sum(k) for k in counts}
+    assert sizes == set(range(2, m))
+    expected = {3: 3, 4: 10, 5: 25}[m]  # C(M, 2) + ... + C(M, M - 1)
+    assert len(counts) == expected
+    # Uniform: chi-square against equal counts, 0.1 % critical value of its dof.
+    mean = draws / expected
+    chi2 = sum((c - mean) ** 2 / mean for c in counts.values())
+    assert chi2 < {3: 13.8, 4: 27.9, 5: 51.2}[m]
+
+
 @pytest.mark.parametrize("cls", ["mvae", "mmvae"])
 def test_missing_modality_gets_no_gradient(cls):
     model = (

@@ -179,3 +179,29 @@ def test_bad_inputs_give_clear_errors():
             model.likelihoods,
             DMVAEConfig(style_dim=S, content_dim=C, beta={"m0": 1.0}),
         )
+
+
+def test_collapse_warnings_name_each_kind_of_collapse():
+    model = tiny_model()
+    healthy = {f"kl/{m}": 5.0 for m in NAMES} | {"content_effect": 0.4}
+    assert model.collapse_warnings(healthy) == {}
+    no_style = healthy | {f"kl/{m}": 0.001 for m in NAMES}
+    assert set(model.collapse_warnings(no_style)) == {"style_kl"}
+    one_style_left = no_style | {"kl/m1": 3.0}
+    assert model.collapse_warnings(one_style_left) == {}
+    ignored = healthy | {"content_effect": 0.01, "shared": 6.2, "shared_chance": 6.24}
+    reasons = model.collapse_warnings(ignored)
+    assert set(reasons) == {"content_ignored"} and "6.24" in reasons["content_ignored"]
+
+
+def test_content_effect_is_zero_for_decoders_that_ignore_content():
+    model = tiny_model()
+    batch = tiny_batch()
+    for m in NAMES:  # distinct contents that the decoders lean on
+        model.encoders[m].heads.weight.data[S : S + C] *= 100.0
+        model.decoders[m].net[0].weight.data[:, S:] *= 100.0
+    assert model.diagnostics(batch)["content_effect"] > 0.1
+    for m in NAMES:  # and decoders that ignore it
+        model.decoders[m].net[0].weight.data[:, S:] = 0.0
+    figures = model.diagnostics(batch)
+    assert figures["content_effect"] == 0.0 and figures["content_norm"] > 0

@@ -9,20 +9,23 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from dmvae import nets
 from dmvae.data.batch import MultimodalData
 from dmvae.errors import CheckpointError, DataError, DmvaeError
 from dmvae.evaluation import classifiers as clf
 from dmvae.evaluation import coherence as coh
-from dmvae.evaluation.density import GMMSampler, em
+from dmvae.evaluation.density import GMMSampler, em, training_embeddings
 from dmvae.evaluation.fid import (
     ClassifierFeatures,
     FeatureStats,
     frechet_distance,
     inception_weights,
 )
-from dmvae.evaluation.latent import latent_accuracy
+from dmvae.evaluation.latent import embeddings, latent_accuracy
 from dmvae.evaluation.report import metrics_markdown, save_conditional_grid
+from dmvae.likelihoods import Likelihood
 from dmvae.models.base import MultimodalVAE
+from dmvae.models.mvae import MVAE, MVAEConfig
 
 NAMES = ("a", "b", "c")
 
@@ -327,3 +330,19 @@ def test_svhn_classifier_trains_on_synthetic_digits():
     model = clf.train_classifier("svhn", images[:2000], labels[:2000], epochs=5, progress=False)
     assert clf.accuracy(model, images[2000:], labels[2000:]) > 0.9
     assert clf.classifier_features(model, images[:4]).shape == (4, 256)
+
+
+def test_probe_and_gmm_embeddings_of_noisy_data_are_seeded():
+    """Noisy inputs get seeded noise: the same checkpoint scores the same every time."""
+    g = torch.Generator().manual_seed(0)
+    images = {m: torch.randint(0, 256, (50, 1, 6, 6), dtype=torch.uint8, generator=g) for m in "ab"}
+    index = {m: torch.arange(50) for m in "ab"}
+    data = MultimodalData(images, index, torch.arange(50) % 10, noise_std={"a": 1.0, "b": 1.0})
+    torch.manual_seed(0)
+    encoders = {m: nets.MLPEncoder((1, 6, 6), (8,), 3) for m in "ab"}
+    decoders = {m: nets.MLPDecoder(3, (8,), (1, 6, 6), sigmoid=True) for m in "ab"}
+    model = MVAE(encoders, decoders, {m: Likelihood("laplace", 0.75) for m in "ab"}, MVAEConfig(3))
+    first, second = (embeddings(model, data, ("a", "b"), seed=1)[0] for _ in range(2))
+    other = embeddings(model, data, ("a", "b"), seed=2)[0]
+    assert np.array_equal(first, second) and not np.array_equal(first, other)
+    assert torch.equal(training_embeddings(model, data), training_embeddings(model, data))

@@ -4,11 +4,12 @@ the same result, NaNs stop the run with the last good checkpoint kept, and the C
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
-from dmvae import experiments
+from dmvae import experiments, training
 from dmvae.checkpoints import read_checkpoint
 from dmvae.cli import main
 from dmvae.errors import CheckpointError, TrainingDiverged
@@ -172,3 +173,25 @@ def test_cli_train_writes_run_directory(tmp_path, mnist_root, capsys):
     assert any((out / "tb").iterdir())
     assert main(["train", "--out", str(out), "--set", "nonsense=1"]) == 1
     assert "unknown setting 'nonsense'" in capsys.readouterr().err
+
+
+def test_collapse_is_warned_once_in_the_log_and_above_the_bar(
+    tmp_path, mnist_root, monkeypatch, capsys
+):
+    from dmvae.models.dmvae import DMVAE
+
+    monkeypatch.setattr(
+        DMVAE, "collapse_warnings", lambda self, figures: {"style_kl": "style KL is 0"}
+    )
+    monkeypatch.setattr(training, "COLLAPSE_CHECK_FROM", 4)
+    cfg = config(tmp_path, mnist_root, max_steps=8, batch_size=16)
+    train(cfg)
+    log = [json.loads(line) for line in (tmp_path / "dmvae-2" / "log.jsonl").open()]
+    warned = [r for r in log if "warnings" in r]
+    assert [r["step"] for r in warned] == [4]  # once per kind
+    assert "style KL is 0" in warned[0]["warnings"][0]
+    assert "may have collapsed at step 4" in capsys.readouterr().err
+    # The figures behind the warning are logged at every step.
+    for key in ("content_effect", "content_norm", "shared", "shared_chance", "kl/m0", "kl/m1"):
+        assert all(key in r for r in log)
+    assert log[0]["shared_chance"] == pytest.approx(math.log(2 * 16 - 1))

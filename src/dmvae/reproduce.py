@@ -222,17 +222,34 @@ def _get(metrics: dict, key: str) -> float | None:
 def paired_mnist_series(
     results: dict[Cell, dict],
 ) -> dict[str, dict[int, dict[str, list[float]]]]:
-    """model -> M -> {"coherence": [...], "fid": [...]} over seeds (leave-one-out means)."""
+    """model -> M -> metric -> values over seeds: leave-one-out coherence and class-specific
+    distance ("coherence", "fid") and linear probes of the shared latent given all modalities
+    ("probe_all"), given one (mean over modalities, "probe_one"), and of one modality's style
+    ("style", DMVAE)."""
     series: dict[str, dict[int, dict[str, list[float]]]] = {}
     for cell, metrics in sorted(results.items(), key=lambda kv: kv[0].seed):
         entry = series.setdefault(cell.model, {}).setdefault(
-            cell.modalities, {"coherence": [], "fid": []}
+            cell.modalities, {k: [] for k in SERIES}
         )
         entry["coherence"].append(metrics["coherence"]["leave_one_out_mean"])
-        fid = metrics.get("fid", {}).get("class_conditional_leave_one_out_mean")
-        if fid is not None:
-            entry["fid"].append(fid)
+        values = {
+            "fid": metrics.get("fid", {}).get("class_conditional_leave_one_out_mean"),
+            "probe_all": metrics.get("latent", {}).get("all"),
+            "probe_one": _mean_over_modalities(metrics.get("latent", {})),
+            "style": _mean_over_modalities(metrics.get("latent_style", {})),
+        }
+        for key, value in values.items():
+            if value is not None:
+                entry[key].append(value)
     return series
+
+
+SERIES = ("coherence", "fid", "probe_all", "probe_one", "style")
+
+
+def _mean_over_modalities(per_modality: dict[str, float]) -> float | None:
+    values = [v for k, v in per_modality.items() if k != "all"]
+    return statistics.mean(values) if values else None
 
 
 def _trend(points: dict[int, float]) -> str:
@@ -345,6 +362,25 @@ def paired_mnist_report(results: dict[Cell, dict], out: Path, header: str) -> st
     for k in ms:
         row = [_fmt(series[m].get(k, {}).get("fid", [])) for m in models]
         lines.append(f"| {k} | " + " | ".join(row) + " |")
+    columns = [
+        (m, key, f"{m.upper()} {label}")
+        for m in models
+        for key, label in (("probe_all", "all"), ("probe_one", "one"), ("style", "style"))
+        if any(series[m][k][key] for k in series[m])
+    ]
+    if columns:
+        lines += ["", "## Linear probes of the digit (%, whole test set), median over seeds", ""]
+        lines += [
+            "all: the shared latent (DMVAE: content) given all modalities; one: given one "
+            "modality, mean over modalities; style: one modality's style (DMVAE), mean over "
+            "modalities. Chance is about 10 %.",
+            "",
+        ]
+        lines += ["| M | " + " | ".join(label for _, _, label in columns) + " |"]
+        lines += ["|---|" + "---|" * len(columns)]
+        for k in ms:
+            row = [_fmt(series[m].get(k, {}).get(key, []), 100) for m, key, _ in columns]
+            lines.append(f"| {k} | " + " | ".join(row) + " |")
     lines += ["", "## The paper's findings (Figure 3) against ours", ""]
     lines += paired_mnist_claims(series) or ["- Too few complete cells to compare."]
     if series:

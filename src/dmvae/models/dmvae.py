@@ -31,7 +31,7 @@ from dmvae.models.base import (
 from dmvae.nets import TCDiscriminator, release_init
 
 # Collapse thresholds (docs/protocol.md says how they were measured).
-STYLE_KL_FLOOR = 0.1
+STYLE_KL_FLOOR = 0.5
 CONTENT_EFFECT_FLOOR = 0.05
 
 

@@ -73,6 +73,12 @@ def test_paired_mnist_grid_runs_resumes_and_extends(tmp_path, mnist_root, quick_
             assert metrics["fid"]["class_conditional_leave_one_out_mean"] > 0
             assert metrics["budget"] == "quick"
     assert "| 3 |" in report and "Lowest class-specific" in report
+    assert "Linear probes of the digit" in report and "DMVAE style" in report
+    dmvae = json.loads((out / "M2/dmvae/seed0/eval/metrics.json").read_text())
+    assert set(dmvae["latent"]) == {"m0", "m1", "all"} and set(dmvae["latent_style"]) == {
+        "m0",
+        "m1",
+    }
 
     done = out / "M2" / "dmvae" / "seed0" / "eval" / "metrics.json"
     stamp = done.stat().st_mtime_ns

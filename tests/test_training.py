@@ -12,7 +12,7 @@ import torch
 from dmvae import experiments, training
 from dmvae.checkpoints import read_checkpoint
 from dmvae.cli import main
-from dmvae.errors import CheckpointError, TrainingDiverged
+from dmvae.errors import CheckpointError, ConfigError, TrainingDiverged
 from dmvae.training import CHECKPOINT, TrainConfig, load_run, train
 
 SMALL = {"model_config.K": 4}
@@ -195,3 +195,20 @@ def test_collapse_is_warned_once_in_the_log_and_above_the_bar(
     for key in ("content_effect", "content_norm", "shared", "shared_chance", "kl/m0", "kl/m1"):
         assert all(key in r for r in log)
     assert log[0]["shared_chance"] == pytest.approx(math.log(2 * 16 - 1))
+
+
+def test_runs_from_before_the_release_objective_load_but_do_not_resume(tmp_path, mnist_root):
+    """A config.json without `reconstruction` and `init` was trained with the former objective:
+    it still loads for evaluation, but resuming it under today's objective is refused."""
+    cfg = config(tmp_path, mnist_root, max_steps=2)
+    train(cfg)
+    path = tmp_path / "dmvae-2" / "config.json"
+    old = json.loads(path.read_text())
+    for key in ("reconstruction", "init"):
+        del old["model"][key]
+    path.write_text(json.dumps(old))
+    model, _ = load_run(cfg.out)
+    assert model.config.reconstruction == "release"  # weights loaded; the objective is unused
+    cfg.max_steps = 4
+    with pytest.raises(ConfigError, match="another config"):
+        train(cfg, resume=True)

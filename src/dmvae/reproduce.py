@@ -472,14 +472,20 @@ def write_report(out: Path, experiment: str, command: str | None = None) -> Path
     results = collect(out, experiment)
     budgets = sorted({r.get("budget", "?") for r in results.values()})
     history = out / "commands.txt"
-    if command is None and history.exists():
-        command = history.read_text().splitlines()[-1]
+    commands = [command] if command else []
+    if not commands and history.exists():  # every command that worked on this grid, once
+        commands = list(dict.fromkeys(history.read_text().splitlines()))
     header = "\n".join(
         [
             f"# Reproduction: {experiment}",
             "",
             f"{len(results)} complete cells; budget: {', '.join(budgets) or 'none'}.",
-            *([f"Command: `{command}`"] if command else []),
+            *([f"Command: `{commands[0]}`"] if len(commands) == 1 else []),
+            *(
+                ["Commands (in order):", *[f"- `{c}`" for c in commands]]
+                if len(commands) > 1
+                else []
+            ),
         ]
     )
     if experiment == "paired-mnist":

@@ -87,9 +87,11 @@ def test_paired_mnist_grid_runs_resumes_and_extends(tmp_path, mnist_root, quick_
     assert done.stat().st_mtime_ns == stamp  # complete cells are skipped
     assert (out / "M2" / "mvae" / "seed1" / "eval" / "metrics.json").exists()
     assert "(n=2)" in (out / "report.md").read_text()
+    # Cells run by several commands (e.g. parallel processes): the report names them all.
+    (out / "commands.txt").write_text("dmvae reproduce A\ndmvae reproduce B\ndmvae reproduce A\n")
     assert main(["reproduce", "paired-mnist", "--report-only", "--out", str(out)]) == 0
     header = (out / "report.md").read_text().split("## ")[0]
-    assert "Commands (in order):" in header and header.count("- `dmvae reproduce") == 2
+    assert "Commands (in order):\n- `dmvae reproduce A`\n- `dmvae reproduce B`\n" in header
 
     with pytest.raises(ConfigError, match="other settings"):
         rp.run_cell(rp.Cell("paired-mnist", "mvae", 2, 0), "paper", out)

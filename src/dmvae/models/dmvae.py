@@ -248,7 +248,7 @@ class DMVAE(MultimodalVAE):
     # ---------------------------------------------------------------- health
     @torch.no_grad()
     def diagnostics(self, batch: Batch, max_rows: int = 512) -> dict[str, Tensor]:
-        """Figures behind `collapse_warnings`, on the first `max_rows` rows of a complete batch.
+        """Figures behind `collapse_warnings`, on the first `max_rows` rows of a batch.
 
         `content_norm`: mean norm of the all-modality content mean. `content_effect`: how much
         each decoder's output changes when the content is swapped between samples (style
@@ -260,7 +260,7 @@ class DMVAE(MultimodalVAE):
         rows = torch.arange(min(max_rows, len(batch.labels)), device=batch.labels.device)
         inputs = {m: batch.inputs[m][rows] for m in names}
         enc = self._encode_each(inputs, names)
-        content = self._content_poe(enc, names, None)[0]
+        content = self._content_poe(enc, names, batch.mask.T[:, rows])[0]
         perm = torch.roll(torch.arange(len(rows), device=rows.device), 1)
         effects = []
         for m in names:

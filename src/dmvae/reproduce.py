@@ -345,6 +345,21 @@ def _fid_name(results: dict[Cell, dict]) -> str:
     return "FID / classifier FD (mixed features)"
 
 
+def _series_table(
+    series: dict[str, dict[int, dict[str, list[float]]]],
+    ms: list[int],
+    columns: list[tuple[str, str, str]],
+    scale: float = 1.0,
+) -> list[str]:
+    """A markdown table, one row per M, one column per (model, series key, label)."""
+    lines = ["| M | " + " | ".join(label for _, _, label in columns) + " |"]
+    lines += ["|---|" + "---|" * len(columns)]
+    for k in ms:
+        row = [_fmt(series[m].get(k, {}).get(key, []), scale) for m, key, _ in columns]
+        lines.append(f"| {k} | " + " | ".join(row) + " |")
+    return lines
+
+
 def paired_mnist_report(results: dict[Cell, dict], out: Path, header: str) -> str:
     series = paired_mnist_series(results)
     plot = out / "figure3.png"
@@ -352,25 +367,17 @@ def paired_mnist_report(results: dict[Cell, dict], out: Path, header: str) -> st
         plot_figure3(series, plot)
     models = [m for m in ("dmvae", "mvae", "mmvae") if m in series]
     ms = sorted({k for per in series.values() for k in per})
+
+    def table(key: str, scale: float = 1.0) -> list[str]:
+        return _series_table(series, ms, [(m, key, m.upper()) for m in models], scale)
+
     lines = [header, "", "## Leave-one-out coherence (%), median ± std over seeds", ""]
-    lines += ["| M | " + " | ".join(m.upper() for m in models) + " |"]
-    lines += ["|---|" + "---|" * len(models)]
-    for k in ms:
-        row = [_fmt(series[m].get(k, {}).get("coherence", []), 100) for m in models]
-        lines.append(f"| {k} | " + " | ".join(row) + " |")
+    lines += table("coherence", 100)
     lines += ["", "## Coherence from a single modality (%, mean over the one-input maps)", ""]
     lines += ["The gap to the table above is what aggregating M - 1 inputs adds.", ""]
-    lines += ["| M | " + " | ".join(m.upper() for m in models) + " |"]
-    lines += ["|---|" + "---|" * len(models)]
-    for k in ms:
-        row = [_fmt(series[m].get(k, {}).get("cross", []), 100) for m in models]
-        lines.append(f"| {k} | " + " | ".join(row) + " |")
+    lines += table("cross", 100)
     lines += ["", f"## Class-specific conditional {_fid_name(results)}, leave-one-out mean", ""]
-    lines += ["| M | " + " | ".join(m.upper() for m in models) + " |"]
-    lines += ["|---|" + "---|" * len(models)]
-    for k in ms:
-        row = [_fmt(series[m].get(k, {}).get("fid", [])) for m in models]
-        lines.append(f"| {k} | " + " | ".join(row) + " |")
+    lines += table("fid")
     columns = [
         (m, key, f"{m.upper()} {label}")
         for m in models
@@ -385,11 +392,7 @@ def paired_mnist_report(results: dict[Cell, dict], out: Path, header: str) -> st
             "modalities. Chance is about 10 %.",
             "",
         ]
-        lines += ["| M | " + " | ".join(label for _, _, label in columns) + " |"]
-        lines += ["|---|" + "---|" * len(columns)]
-        for k in ms:
-            row = [_fmt(series[m].get(k, {}).get(key, []), 100) for m, key, _ in columns]
-            lines.append(f"| {k} | " + " | ".join(row) + " |")
+        lines += _series_table(series, ms, columns, 100)
     lines += ["", "## The paper's findings (Figure 3) against ours", ""]
     lines += paired_mnist_claims(series) or ["- Too few complete cells to compare."]
     if series:

@@ -67,8 +67,8 @@ class DMVAEConfig:
 
     def __post_init__(self) -> None:
         for name, allowed in (("reconstruction", RECONSTRUCTIONS), ("init", INITS)):
-            if getattr(self, name) not in allowed:
-                value = getattr(self, name)
+            value = getattr(self, name)
+            if value not in allowed:
                 raise ValueError(f"DMVAE {name}={value!r} is unknown: choose from {list(allowed)}")
 
 

@@ -7,6 +7,7 @@ mask, and each decoder runs once on the stacked latents of all terms that recons
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -47,7 +48,6 @@ class MVAE(MultimodalVAE):
         self.config = config = config or MVAEConfig()
         self.set_networks(encoders, decoders, likelihoods)
         self.shared_dim = config.latent_dim
-        self._proper_subsets: Tensor | None = None
 
     def _experts(self, inputs: Mapping[str, Tensor], names: Sequence[str]) -> tuple[Tensor, Tensor]:
         mus, logvars = [], []
@@ -72,9 +72,7 @@ class MVAE(MultimodalVAE):
         rows = [torch.ones(1, m, dtype=torch.bool, device=device)]
         rows.append(torch.eye(m, dtype=torch.bool, device=device))
         if m > 2 and self.config.num_random_subsets > 0:
-            candidates = self._proper_subsets
-            if candidates is None or candidates.device != torch.device(device):
-                candidates = self._proper_subsets = proper_subsets(m, device)
+            candidates = proper_subsets(m, torch.device(device))
             pick = torch.randint(len(candidates), (self.config.num_random_subsets,), device=device)
             rows.append(candidates[pick])
         return torch.cat(rows)
@@ -145,8 +143,13 @@ class MVAE(MultimodalVAE):
         return {m: self.decoders[m](mu) for m in self.modalities if m in inputs}
 
 
-def proper_subsets(m: int, device: torch.device | str = "cpu") -> Tensor:
-    """Bool [S, m]: every subset of 2..m-1 of m modalities, by size, then in binary order."""
+CPU = torch.device("cpu")
+
+
+@functools.cache
+def proper_subsets(m: int, device: torch.device = CPU) -> Tensor:
+    """Bool [S, m]: every subset of 2..m-1 of m modalities, by size, then in binary order.
+    Cached per (m, device), since MVAE draws from it at every step; callers must not modify it."""
     codes = torch.arange(1, 2**m - 1)
     masks = (codes[:, None] >> torch.arange(m)) & 1 == 1
     sizes = masks.sum(1)

@@ -190,7 +190,7 @@ class LabelEmbedder(PerfectModel):
         super().__init__()
         self.noise, self.random = noise, random
 
-    def embed(self, inputs, subset=None):
+    def embed(self, inputs, subset=None, with_style=False):
         onehot = self.encode(inputs, subset)[0]
         g = torch.Generator().manual_seed(len(onehot))
         if self.random:

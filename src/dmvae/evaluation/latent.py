@@ -41,8 +41,7 @@ def embeddings(
         generator = torch.Generator(device=data.device).manual_seed(seed)
     xs, ys = [], []
     for batch in data.batches(batch_size, shuffle=False, generator=generator):
-        kwargs = {"with_style": True} if with_style else {}
-        xs.append(model.embed(batch.inputs, subset, **kwargs).float().cpu())
+        xs.append(model.embed(batch.inputs, subset, with_style=with_style).float().cpu())
         ys.append(batch.labels.cpu())
     return torch.cat(xs).numpy(), torch.cat(ys).numpy()
 
@@ -68,7 +67,7 @@ def latent_accuracy(
     seed: int = 0,
 ) -> dict[str, float]:
     """Test accuracy per named subset (default: each modality alone and all of them)."""
-    if with_style and "with_style" not in model.embed.__code__.co_varnames:
+    if with_style and not model.has_style:
         raise ValueError(f"{type(model).__name__} has no style to append; drop with_style")
     if subsets is None:
         subsets = {m: (m,) for m in model.modalities}

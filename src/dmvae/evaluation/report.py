@@ -125,7 +125,7 @@ def save_conditional_grid(
     rows = torch.stack(rows[:n_inputs])
     batch = data.batch(rows, generator)
     kwargs = {}
-    if style == "prior" and hasattr(model, "style_dim"):
+    if style == "prior" and model.has_style:
         device = batch.labels.device
         kwargs["styles"] = {
             target: torch.randn(n_styles, model.style_dim, generator=generator, device=device)

@@ -29,7 +29,7 @@ METRICS = ("coherence", "latent", "gmm", "joint", "fid", "grids")
 
 def default_style(model) -> str:
     """DMVAE draws style from its prior; the baselines sample their posterior (paper, Fig. 2)."""
-    return "prior" if hasattr(model, "style_dim") else "posterior"
+    return "prior" if model.has_style else "posterior"
 
 
 def _stats_dir(root: Path) -> Path:
@@ -128,7 +128,7 @@ def evaluate_run(
         lap("coherence")
     if "latent" in wanted:
         result["latent"] = latent_accuracy(model, train, test, seed=seed, with_style=with_style)
-        if hasattr(model, "style_dim"):
+        if model.has_style:
             result["latent_style"] = style_accuracy(model, train, test, seed=seed)
         lap("latent")
     gmm = None

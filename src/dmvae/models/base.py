@@ -34,6 +34,10 @@ class MultimodalVAE(nn.Module):
 
     modalities: tuple[str, ...]
     shared_dim: int
+    # Whether the latent has modality-specific factors besides the shared part (DMVAE's style):
+    # evaluation then draws them from their prior and can probe them.
+    has_style: bool = False
+    style_dim: int = 0
 
     def check_subset(self, subset: Sequence[str] | None) -> tuple[str, ...]:
         names = self.modalities if subset is None else tuple(subset)
@@ -126,8 +130,16 @@ class MultimodalVAE(nn.Module):
         """Mean and log-variance of the shared posterior given the modalities in `subset`."""
         raise NotImplementedError
 
-    def embed(self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None) -> Tensor:
-        """The representation used for latent classification (posterior mean of the shared part)."""
+    def embed(
+        self,
+        inputs: dict[str, Tensor],
+        subset: Sequence[str] | None = None,
+        with_style: bool = False,
+    ) -> Tensor:
+        """The representation used for latent classification (posterior mean of the shared part);
+        models with style append the style means of `subset` when `with_style`."""
+        if with_style and not self.has_style:
+            raise ValueError(f"{type(self).__name__} has no style to append; drop with_style")
         return self.encode(inputs, subset)[0]
 
     def ex_post_embeddings(self, inputs: dict[str, Tensor]) -> Tensor:

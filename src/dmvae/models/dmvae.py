@@ -90,6 +90,7 @@ class DMVAE(MultimodalVAE):
     decoders take concat(s_m, c)."""
 
     name = "dmvae"
+    has_style = True
 
     def __init__(
         self,

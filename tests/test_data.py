@@ -237,8 +237,10 @@ def test_batch_observe_and_make_batch_errors():
         make_batch({"a": torch.zeros(3, 1), "b": torch.zeros(4, 1)})
     with pytest.raises(ValueError, match="mask has shape"):
         make_batch({"a": torch.zeros(3, 1)}, mask=torch.ones(3, 2, dtype=torch.bool))
-    with pytest.raises(TypeError, match="uint8"):
-        MultimodalData({"a": torch.zeros(2, 1)}, {"a": torch.arange(2)}, torch.arange(2))
+    with pytest.raises(TypeError, match="uint8 images or a floating-point tensor, got torch.int64"):
+        MultimodalData({"a": torch.zeros(2, 1).long()}, {"a": torch.arange(2)}, torch.arange(2))
+    floats = MultimodalData({"a": torch.full((2, 3), 7.0)}, {"a": torch.arange(2)}, torch.arange(2))
+    assert torch.equal(floats.batch(torch.arange(2)).targets["a"], torch.full((2, 3), 7.0))
 
 
 def test_data_cli_summary(mnist_root, capsys, tmp_path):
@@ -258,7 +260,7 @@ def test_data_cli_summary(mnist_root, capsys, tmp_path):
         == 0
     )
     out = capsys.readouterr().out
-    assert "train: 60000 tuples" in out and "test: 10000 tuples" in out
+    assert "train: 60000 samples" in out and "test: 10000 samples" in out
     assert "labels agree across modalities: yes" in out
     assert main(["data", "prepare", "--dataset", "mnist-svhn", "--data-root", str(tmp_path)]) == 1
     err = capsys.readouterr().err

@@ -12,9 +12,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from dmvae import checkpoints as ckpt
+from dmvae.config import RunConfig
 from dmvae.distributed import gather_batch
 from dmvae.objectives import info_nce
-from dmvae.training import CHECKPOINT, TrainConfig, train
+from dmvae.training import CHECKPOINT, train
 
 # 2 ranks x 32 rows against 1 process x 64 rows, after three Adam steps: float32 sums in another
 # order. Adam normalises each gradient entry, so an entry whose gradient is ~0 can move by up to
@@ -42,18 +43,15 @@ def _worker(rank, world, port, run, out, deterministic, resume_to):
         from dmvae import objectives
 
         objectives.reparameterize = lambda mu, logvar: mu
-    config = TrainConfig.from_run_config(run)
+    config = RunConfig.from_dict(run)
     model = train(config)
     if resume_to:
-        config.max_steps = resume_to
-        model = train(config, resume=True)
+        model = train(config.override({"max_steps": resume_to}), resume=True)
     torch.save(model.state_dict(), os.path.join(out, f"rank{rank}.pt"))
 
 
 def run_config(tmp_path, model: str, steps: int, **model_config) -> dict:
-    config = TrainConfig.from_preset(
-        "paired-mnist",
-        model,
+    settings = dict(
         out=str(tmp_path / "run"),
         batch_size=64,
         max_steps=steps,
@@ -62,9 +60,9 @@ def run_config(tmp_path, model: str, steps: int, **model_config) -> dict:
         checkpoint_every=1000,
         log_every=1,
     )
-    config.data.noise_std = 0.0
-    config.model_config.update(model_config)
-    return config.to_run_config()
+    settings["data.noise_std"] = 0.0
+    settings.update({f"model.{k}": v for k, v in model_config.items()})
+    return RunConfig.preset("paired-mnist", model, settings).to_dict()
 
 
 def launch(world: int, run: dict, out, deterministic=False, resume_to=None) -> list[dict]:
@@ -108,10 +106,8 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path, mnist_
 
 
 def _initial(run: dict) -> dict:
-    from dmvae import experiments
-
     torch.manual_seed(run["train"]["seed"])
-    return experiments.build_model(run).state_dict()
+    return RunConfig.from_dict(run).build_model().state_dict()
 
 
 def test_dmvae_with_discriminators_stays_in_sync_and_resumes(tmp_path, mnist_root):

@@ -16,10 +16,15 @@ S, C = 4, 3
 
 def tiny_model(disc_width: int = 32, **overrides) -> DMVAE:
     torch.manual_seed(0)
-    cfg = DMVAEConfig(style_dim=S, content_dim=C, beta=2.0, gamma=5.0, delta=3.0)
-    cfg.disc_width = disc_width
-    for k, v in overrides.items():
-        setattr(cfg, k, v)
+    cfg = DMVAEConfig(
+        style_dim=S,
+        content_dim=C,
+        beta=2.0,
+        gamma=5.0,
+        delta=3.0,
+        disc_width=disc_width,
+        **overrides,
+    )
     encoders = {m: nets.MLPEncoder((1, 8, 8), (16,), S + C) for m in NAMES}
     decoders = {m: nets.MLPDecoder(S + C, (16,), (1, 8, 8), sigmoid=True) for m in NAMES}
     likelihoods = {m: Likelihood("laplace", 0.75) for m in NAMES}
@@ -89,22 +94,61 @@ def test_tc_term_leaves_discriminators_and_decoders_alone():
     assert all(p.grad is None for p in model.decoders.parameters())
 
 
-def test_discriminators_step_in_training_only():
+def test_loss_changes_no_weight_and_hands_each_discriminator_loss_to_the_trainer():
     model = tiny_model()
-    before = [p.detach().clone() for p in model.discriminators.parameters()]
-    model.eval()
+    before = [p.detach().clone() for p in model.parameters()]
     model.loss(tiny_batch())
-    assert all(
-        torch.equal(a, b) for a, b in zip(before, model.discriminators.parameters(), strict=True)
-    )
-    model.train()
-    model.loss(tiny_batch())
-    after = list(model.discriminators.parameters())
-    assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+    handed = []
+
+    def update(name, loss):
+        grads_of(model, loss)
+        touched = {
+            m
+            for m, d in model.discriminators.items()
+            if any(p.grad is not None for p in d.parameters())
+        }
+        others = [p for n, p in model.named_parameters() if not n.startswith("discriminators.")]
+        handed.append((name, touched, all(p.grad is None for p in others)))
+
+    terms = model.loss(tiny_batch(), update_auxiliary=update)
+    # one update per modality, in order, each reaching its own D_m and nothing else
+    assert handed == [("discriminators", {m}, True) for m in NAMES]
+    assert all(torch.isfinite(terms[f"disc/{m}"]) for m in NAMES)
     assert model.main_parameters() and not (
         {id(p) for p in model.main_parameters()}
         & {id(p) for p in model.discriminators.parameters()}
     )
+
+
+def test_train_step_steps_the_discriminators_before_their_tc_estimate(monkeypatch):
+    """The release's order: D_m takes its step, then TC is estimated with the updated D_m."""
+    from dmvae import objectives
+    from dmvae.training import TrainStep
+
+    model = tiny_model()
+    step = TrainStep(model, lr=1e-3)
+    events = []
+    real_update, real_estimate = step.update_auxiliary, objectives.tc_estimate
+    snapshot = lambda: [p.detach().clone() for p in model.discriminators.parameters()]  # noqa: E731
+
+    def update(name, loss):
+        real_update(name, loss)
+        events.append(("step", snapshot()))
+
+    def estimate(logits):
+        events.append(("tc", snapshot()))
+        return real_estimate(logits)
+
+    monkeypatch.setattr(step, "update_auxiliary", update)
+    monkeypatch.setattr(objectives, "tc_estimate", estimate)
+    before = snapshot()
+    step(tiny_batch(), 1.0)
+    assert [kind for kind, _ in events] == ["step", "tc"] * len(NAMES)
+    for k in range(0, len(events), 2):  # each estimate sees the weights its step left
+        assert all(torch.equal(a, b) for a, b in zip(events[k][1], events[k + 1][1], strict=True))
+    assert all(not torch.equal(a, b) for a, b in zip(before, snapshot(), strict=True))
 
 
 def test_missing_modality_contributes_nothing():

@@ -210,11 +210,10 @@ def test_latent_classification_of_label_embeddings_is_perfect_and_of_noise_at_ch
 def test_reused_encodings_run_each_encoder_once_and_change_no_output(name):
     from collections import Counter
 
-    from dmvae import experiments
-    from dmvae.training import TrainConfig
+    from dmvae.config import RunConfig
 
-    config = TrainConfig.from_preset("paired-mnist", name, **{"data.modalities": 3})
-    model = experiments.build_model(config.to_run_config()).eval()
+    config = RunConfig.preset("paired-mnist", name, {"data.modalities": 3})
+    model = config.build_model().eval()
     calls = Counter()
     for m, encoder in model.encoders.items():
         encoder.register_forward_hook(lambda *_, m=m: calls.update([m]))

@@ -15,21 +15,21 @@ import json
 import pytest
 import torch
 
-from dmvae import experiments
+from dmvae.config import RunConfig
 from dmvae.data.sources import load_mnist
 from dmvae.evaluation import classifiers as clf
 from dmvae.evaluation.coherence import conditional_coherence, summarise
 from dmvae.evaluation.latent import embeddings, linear_probe_accuracy
 from dmvae.models.dmvae import STYLE_KL_FLOOR
-from dmvae.training import TrainConfig, train
+from dmvae.training import train
 
 SHORT = {
     "epochs": 2,
     "batch_size": 256,
     "anneal_epochs": 1,
-    "model_config.disc_width": 125,
+    "model.disc_width": 125,
 }
-PAPER_TEXT = {"lr": 3e-3, "model_config.beta": 100.0}
+PAPER_TEXT = {"lr": 3e-3, "model.beta": 100.0}
 PROBE_MIN, COHERENCE_MIN = 0.45, 0.22  # chance: 10 %
 
 
@@ -42,12 +42,11 @@ def digit_classifier(mnist_root):
 
 
 def short_run(tmp_path, mnist_root, classifier, **overrides) -> tuple[dict, list[dict]]:
-    config = TrainConfig.from_preset("paired-mnist", "dmvae", **{**SHORT, **overrides})
-    config.data.root, config.progress, config.out = str(mnist_root), False, str(tmp_path / "run")
+    local = {"data.root": str(mnist_root), "progress": False, "out": str(tmp_path / "run")}
+    config = RunConfig.preset("paired-mnist", "dmvae", {**SHORT, **overrides, **local})
     model = train(config)
-    run = config.to_run_config()
-    train_set = experiments.build_data(run, "train").random_subset(5000, 0)
-    test = experiments.build_data(run, "test").random_subset(2000, 0)
+    train_set = config.build_data("train").random_subset(5000, 0)
+    test = config.build_data("test").random_subset(2000, 0)
     names = tuple(model.modalities)
     probe = linear_probe_accuracy(
         *embeddings(model, train_set, names), *embeddings(model, test, names)

@@ -15,20 +15,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dmvae import experiments
 from dmvae import objectives as obj
+from dmvae.config import RunConfig
 from dmvae.data.batch import make_batch
-from dmvae.training import TrainConfig
 
 SHAPES = {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}
 
 
 def preset_model(experiment: str, modalities: int = 3, **model_config):
-    config = TrainConfig.from_preset(experiment, "dmvae")
-    config.data.modalities = modalities
-    config.model_config.update(model_config)
+    settings = {f"model.{k}": v for k, v in model_config.items()}
+    if experiment == "paired-mnist":
+        settings["data.modalities"] = modalities
+    config = RunConfig.preset(experiment, "dmvae", settings)
     torch.manual_seed(0)
-    return experiments.build_model(config.to_run_config())
+    return config.build_model()
 
 
 def fixed_batch(names, n: int):
@@ -118,22 +118,23 @@ def test_preset_loss_equals_the_released_formula(experiment, modalities, monkeyp
 
 
 def test_release_coefficients_are_the_released_scripts():
-    paired = TrainConfig.from_preset("paired-mnist", "dmvae")
-    assert (paired.lr, paired.batch_size, paired.epochs, paired.anneal_epochs) == (
+    paired = RunConfig.preset("paired-mnist", "dmvae")
+    t = paired.train
+    assert (t.lr, t.batch_size, t.epochs, t.anneal_epochs) == (
         1e-3,
         1024,
         300,
         50,
     )
-    assert {k: paired.model_config[k] for k in ("beta", "gamma", "delta")} == {
+    assert {k: getattr(paired.model_config, k) for k in ("beta", "gamma", "delta")} == {
         "beta": 10.0,
         "gamma": 100.0,
         "delta": 100.0,
     }
-    svhn = TrainConfig.from_preset("mnist-svhn", "dmvae")
-    assert svhn.model_config["beta"] == {"mnist": 100.0, "svhn": 50.0}
-    assert svhn.model_config["delta"] == {"mnist": 500.0, "svhn": 100.0}
-    assert (svhn.model_config["gamma"], svhn.lr) == (1000.0, 1e-3)
+    svhn = RunConfig.preset("mnist-svhn", "dmvae")
+    assert svhn.model_config.beta == {"mnist": 100.0, "svhn": 50.0}
+    assert svhn.model_config.delta == {"mnist": 500.0, "svhn": 100.0}
+    assert (svhn.model_config.gamma, svhn.train.lr) == (1000.0, 1e-3)
 
 
 def test_release_reconstruction_is_about_twice_a_per_sample_mean():

@@ -9,16 +9,17 @@ import math
 import pytest
 import torch
 
-from dmvae import experiments, training
 from dmvae.checkpoints import read_checkpoint
 from dmvae.cli import main
+from dmvae.config import RunConfig
 from dmvae.errors import CheckpointError, ConfigError, TrainingDiverged
-from dmvae.training import CHECKPOINT, TrainConfig, load_run, train
+from dmvae.training import CHECKPOINT, load_run, train
+from dmvae.training import log as training_log
 
 SMALL = {"model_config.K": 4}
 
 
-def config(tmp_path, mnist_root, model="dmvae", modalities=2, **kw) -> TrainConfig:
+def config(tmp_path, mnist_root, model="dmvae", modalities=2, **kw) -> RunConfig:
     settings = dict(
         out=str(tmp_path / f"{model}-{modalities}"),
         batch_size=64,
@@ -31,11 +32,11 @@ def config(tmp_path, mnist_root, model="dmvae", modalities=2, **kw) -> TrainConf
     if model == "mmvae":
         settings.update(SMALL)
     settings.update(kw)
-    return TrainConfig.from_preset("paired-mnist", model, **settings)
+    return RunConfig.preset("paired-mnist", model, settings)
 
 
-def fixed_batch(cfg: TrainConfig, n: int = 128):
-    data = experiments.build_data(cfg.to_run_config(), "test")
+def fixed_batch(cfg: RunConfig, n: int = 128):
+    data = cfg.build_data("test")
     return data.batch(torch.arange(n), torch.Generator().manual_seed(0))
 
 
@@ -47,7 +48,7 @@ def test_each_model_learns_on_real_paired_mnist(tmp_path, mnist_root, model, mod
     cfg = config(tmp_path, mnist_root, model, modalities, max_steps=25, lr=1e-3)
     batch = fixed_batch(cfg)
     torch.manual_seed(0)
-    untrained = experiments.build_model(cfg.to_run_config()).eval()
+    untrained = cfg.build_model().eval()
     trained = train(cfg)
 
     def reconstruction(m):
@@ -67,8 +68,8 @@ def test_each_model_learns_on_real_paired_mnist(tmp_path, mnist_root, model, mod
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, mnist_root):
     cfg = config(tmp_path, mnist_root)
     model = train(cfg)
-    loaded, run = load_run(cfg.out)
-    assert run["model"]["name"] == "dmvae"
+    loaded, run = load_run(cfg.train.out)
+    assert run == cfg
     x = fixed_batch(cfg, 16).inputs
     assert torch.equal(model.embed(x), loaded.embed(x))
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
@@ -89,11 +90,11 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, mnist_root, mo
 
     real_loss, calls = DMVAE.loss, {"n": 0}
 
-    def dying_loss(self, batch, kl_weight=1.0):
+    def dying_loss(self, batch, kl_weight=1.0, update_auxiliary=None):
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
-        return real_loss(self, batch, kl_weight)
+        return real_loss(self, batch, kl_weight, update_auxiliary)
 
     monkeypatch.setattr(DMVAE, "loss", dying_loss)
     with pytest.raises(KeyboardInterrupt):
@@ -111,9 +112,9 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mnist_ro
 
     real_loss, calls = DMVAE.loss, {"n": 0}
 
-    def nan_loss(self, batch, kl_weight=1.0):
+    def nan_loss(self, batch, kl_weight=1.0, update_auxiliary=None):
         calls["n"] += 1
-        terms = real_loss(self, batch, kl_weight)
+        terms = real_loss(self, batch, kl_weight, update_auxiliary)
         if calls["n"] == 4:
             terms["loss"] = terms["loss"] * float("nan")
         return terms
@@ -131,7 +132,7 @@ def test_corrupt_checkpoint_and_mismatched_resume_are_reported(tmp_path, mnist_r
     path = tmp_path / "dmvae-2" / CHECKPOINT
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="corrupt"):
-        load_run(cfg.out)
+        load_run(cfg.train.out)
     other = config(tmp_path, mnist_root, max_steps=2, lr=0.5)
     from dmvae.errors import ConfigError
 
@@ -159,7 +160,7 @@ def test_cli_train_writes_run_directory(tmp_path, mnist_root, capsys):
             "--data-root",
             str(mnist_root),
             "--set",
-            "model_config.latent_dim=8",
+            "model.latent_dim=8",
             "--no-progress",
             "--out",
             str(out),
@@ -167,12 +168,17 @@ def test_cli_train_writes_run_directory(tmp_path, mnist_root, capsys):
     )
     assert code == 0
     run = json.loads((out / "config.json").read_text())
-    assert run["model"] == {"name": "mvae", "latent_dim": 8}
+    assert run["model"] == {"name": "mvae", "latent_dim": 8, "beta": 1.0, "num_random_subsets": 1}
     assert run["data"]["modalities"] == 3
     assert (out / CHECKPOINT).exists() and (out / "log.jsonl").exists()
     assert any((out / "tb").iterdir())
     assert main(["train", "--out", str(out), "--set", "nonsense=1"]) == 1
     assert "unknown setting 'nonsense'" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--set", "model.gamma=ten"]) == 1
+    assert "'model.gamma' must be float, got 'ten'" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--set", "model.gama=1"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown model settings ['gama']" in err and "'model.gamma'" in err
 
 
 def test_collapse_is_warned_once_in_the_log_and_above_the_bar(
@@ -183,7 +189,7 @@ def test_collapse_is_warned_once_in_the_log_and_above_the_bar(
     monkeypatch.setattr(
         DMVAE, "collapse_warnings", lambda self, figures: {"style_kl": "style KL is 0"}
     )
-    monkeypatch.setattr(training, "COLLAPSE_CHECK_FROM", 4)
+    monkeypatch.setattr(training_log, "COLLAPSE_CHECK_FROM", 4)
     cfg = config(tmp_path, mnist_root, max_steps=8, batch_size=16)
     train(cfg)
     log = [json.loads(line) for line in (tmp_path / "dmvae-2" / "log.jsonl").open()]
@@ -198,17 +204,18 @@ def test_collapse_is_warned_once_in_the_log_and_above_the_bar(
 
 
 def test_runs_from_before_the_release_objective_load_but_do_not_resume(tmp_path, mnist_root):
-    """A config.json without `reconstruction` and `init` was trained with the former objective:
-    it still loads for evaluation, but resuming it under today's objective is refused."""
+    """A config.json without a version, `reconstruction` and `init` was trained with the former
+    objective: it loads as such for evaluation, and resuming it under today's is refused."""
     cfg = config(tmp_path, mnist_root, max_steps=2)
     train(cfg)
     path = tmp_path / "dmvae-2" / "config.json"
     old = json.loads(path.read_text())
+    del old["version"]
     for key in ("reconstruction", "init"):
         del old["model"][key]
+    old["data"].update(dm=20, max_per_class=10000, verify=True)  # the former shared data section
     path.write_text(json.dumps(old))
-    model, _ = load_run(cfg.out)
-    assert model.config.reconstruction == "release"  # weights loaded; the objective is unused
-    cfg.max_steps = 4
+    model, run = load_run(cfg.train.out)
+    assert (run.model_config.reconstruction, run.model_config.init) == ("per_sample", "pytorch")
     with pytest.raises(ConfigError, match="another config"):
-        train(cfg, resume=True)
+        train(cfg.override({"max_steps": 4}), resume=True)

@@ -2,11 +2,11 @@
 
 Every rank holds the whole data set in memory and draws the same global permutation; each rank
 takes its shard (every N-th row) of each global batch, so `--batch-size` stays the global batch.
-The model is wrapped in DistributedDataParallel; DMVAE's contrastive term gathers the content
-samples of all ranks (`gather_batch`), so its negatives are the whole global batch as on one
-process. Models that step auxiliary networks inside
-their loss (DMVAE's discriminators) get those wrapped in their own DDP, so that their gradients
-are averaged across ranks too; the main DDP ignores them. Rank 0 alone logs and checkpoints.
+`TrainStep` averages the gradients of every optimiser across ranks before it steps
+(`average_gradients`: one all-reduce per optimiser step), the main one and the auxiliary ones
+(DMVAE's discriminators) alike, so every rank keeps the same weights. DMVAE's contrastive term
+gathers the content samples of all ranks (`gather_batch`), so its negatives are the whole
+global batch as on one process. Rank 0 alone logs and checkpoints.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 
 from dmvae.devices import resolve_device
 
@@ -67,21 +66,25 @@ def shard(rows: Tensor, ctx: Context) -> Tensor:
     return rows[ctx.rank :: ctx.world_size] if ctx.enabled else rows
 
 
-def wrap(model: nn.Module, ctx: Context) -> nn.Module:
-    """DDP around the model (and around its auxiliary networks); identity on one process."""
+def average_gradients(params: list[nn.Parameter], ctx: Context) -> None:
+    """Replace each gradient by its mean over ranks, in one all-reduce."""
     if not ctx.enabled:
-        return model
-    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    aux = model.auxiliary_networks()
-    if aux:
-        model.set_auxiliary_wrappers(
-            {name: DistributedDataParallel(net, device_ids=ids) for name, net in aux.items()}
-        )
-        ignored = [
-            f"{prefix}.{p}" for prefix, net in aux.items() for p, _ in net.named_parameters()
-        ]
-        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignored)
-    return DistributedDataParallel(model, device_ids=ids)
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= ctx.world_size
+    for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        g.copy_(part.view_as(g))
+
+
+def broadcast_parameters(model: nn.Module, ctx: Context) -> None:
+    """Give every rank rank 0's weights and buffers."""
+    if ctx.enabled:
+        for t in model.state_dict().values():
+            dist.broadcast(t, src=0)
 
 
 def gather_batch(x: Tensor) -> Tensor:

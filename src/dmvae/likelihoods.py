@@ -10,6 +10,8 @@ from torch import Tensor
 
 from dmvae import objectives
 
+KINDS = ("laplace", "bernoulli")
+
 
 @dataclass(frozen=True)
 class Likelihood:
@@ -23,7 +25,7 @@ class Likelihood:
     weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("laplace", "bernoulli"):
+        if self.kind not in KINDS:
             raise ValueError(f"unknown likelihood {self.kind!r}: use 'laplace' or 'bernoulli'")
         if self.kind == "laplace" and self.scale <= 0:
             raise ValueError(f"the Laplace scale must be positive, got {self.scale}")

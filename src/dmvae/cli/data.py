@@ -8,53 +8,52 @@ from dmvae.experiments import EXPERIMENTS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="prepare or describe the benchmark data sets")
+    p = sub.add_parser("data", help="prepare or describe an experiment's data set")
     p.add_argument("action", choices=("prepare", "summary"))
-    p.add_argument("--dataset", choices=EXPERIMENTS, default="paired-mnist")
-    p.add_argument("--modalities", type=int, default=2, help="paired MNIST: 2-5")
+    p.add_argument(
+        "--experiment",
+        "--dataset",
+        default="paired-mnist",
+        help=f"{', '.join(sorted(EXPERIMENTS))} or 'module:attribute' (default paired-mnist)",
+    )
+    p.add_argument("--modalities", type=int, help="paired MNIST: 2-5 (default 2)")
     p.add_argument("--split", choices=("train", "test", "both"), default="both")
     p.add_argument("--data-root", help="data directory (default: $DMVAE_DATA or the user cache)")
     p.add_argument("--download", action="store_true", help="download missing files")
-    p.add_argument("--no-verify", action="store_true", help="accept SVHN files without md5 match")
-    p.add_argument("--dm", type=int, default=20, help="MNIST-SVHN: permutations per class")
-    p.add_argument("--max-per-class", type=int, default=10000)
-    p.add_argument("--seed", type=int, default=42, help="pairing seed")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a data setting, e.g. --set pairing_seed=1 --set dm=10 (see `dmvae train "
+        "--print-config` for the keys)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from dmvae import settings
     from dmvae.data import datasets
-    from dmvae.data.sources import resolve_data_root
-    from dmvae.experiments import modality_names
+    from dmvae.experiments import get_experiment
 
-    root = resolve_data_root(args.data_root)
-    if args.dataset == "paired-mnist":
-        modality_names(args.dataset, args.modalities)
+    exp = get_experiment(args.experiment)
+    values = {k.removeprefix("data."): v for k, v in settings.parse_assignments(args.set).items()}
+    for key, value in (("modalities", args.modalities), ("root", args.data_root)):
+        if value is not None:
+            values[key] = value
+    if args.download:
+        values["download"] = True
+    data_config = settings.build(exp.data_config, values, "data")
     splits = ("train", "test") if args.split == "both" else (args.split,)
-    print(f"{args.dataset} from {root}")
+    print(f"{exp.name}: {', '.join(exp.modalities(data_config))}")
     for split in splits:
-        if args.dataset == "mnist-svhn":
-            data = datasets.load_mnist_svhn(
-                root,
-                split,
-                dm=args.dm,
-                max_per_class=args.max_per_class,
-                seed=args.seed,
-                download=args.download,
-                verify=not args.no_verify,
-            )
-        else:
-            data = datasets.load_paired_mnist(
-                root, split, args.modalities, seed=args.seed, download=args.download
-            )
-        info = datasets.summary(data)
-        kind = "pairs" if args.dataset == "mnist-svhn" else "tuples"
-        print(f"  {split}: {info['samples']} {kind} over {', '.join(info['modalities'])}")
+        info = datasets.summary(exp.load(data_config, split))
+        print(f"  {split}: {info['samples']} samples over {', '.join(info['modalities'])}")
         if args.action == "summary":
             balance = " ".join(f"{d}:{n}" for d, n in enumerate(info["per_class"]))
             print(f"    per class   {balance}")
             print(f"    labels agree across modalities: {'yes' if info['labels_agree'] else 'NO'}")
-            print(f"    memory      {info['memory_mb']:.1f} MB (uint8 banks + int64 indices)")
+            print(f"    memory      {info['memory_mb']:.1f} MB (banks + int64 indices)")
         if not info["labels_agree"]:
             return 1
     return 0

@@ -7,8 +7,9 @@ import shlex
 import sys
 from typing import Any
 
-from dmvae.cli.train import parse_settings
-from dmvae.experiments import EXPERIMENTS, MODELS
+from dmvae.experiments import EXPERIMENTS
+from dmvae.models import MODELS
+from dmvae.settings import parse_assignments as parse_settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -88,8 +88,10 @@ class MultimodalData:
 
     `bank_labels[m]` (optional) labels every image of bank m, so pairings can be checked.
 
-    Each modality has a uint8 image bank `images[m]` ([N_m, C, H, W]) and an index `index[m]`
-    ([N] int64) into it; sample i is `(images[m][index[m][i]] for m)` with label `labels[i]`.
+    Each modality has a bank `images[m]` ([N_m, ...]) and an index `index[m]` ([N] int64) into
+    it; sample i is `(images[m][index[m][i]] for m)` with label `labels[i]`. A uint8 bank holds
+    images (scaled to [0, 1] per batch); a floating-point bank holds any other modality (attribute
+    vectors, features, embedded tokens) and is used as it is.
     Pairings with repeats (MNIST-SVHN has 1.1M pairs over 60k + 73k images) thus cost one
     int64 per pair, not one image. `noise_std[m] > 0` adds fresh N(0, std^2) noise to the
     encoder input of modality m at every batch; the target stays clean.
@@ -109,8 +111,11 @@ class MultimodalData:
             )
         self.modalities: tuple[str, ...] = tuple(images)
         for m in self.modalities:
-            if images[m].dtype != torch.uint8:
-                raise TypeError(f"modality {m!r}: images must be uint8, got {images[m].dtype}")
+            if images[m].dtype != torch.uint8 and not images[m].is_floating_point():
+                raise TypeError(
+                    f"modality {m!r}: data must be uint8 images or a floating-point tensor, got "
+                    f"{images[m].dtype}; convert integer codes to one-hot floats"
+                )
             if index[m].shape != labels.shape:
                 raise ValueError(
                     f"modality {m!r}: index has shape {tuple(index[m].shape)}, "
@@ -122,12 +127,49 @@ class MultimodalData:
         self.noise_std = {m: float((noise_std or {}).get(m, 0.0)) for m in self.modalities}
         self.bank_labels = dict(bank_labels or {})
 
+    @classmethod
+    def from_tensors(
+        cls,
+        tensors: Mapping[str, Tensor],
+        labels: Tensor | None = None,
+        noise_std: Mapping[str, float] | None = None,
+    ) -> MultimodalData:
+        """Paired data from one tensor per modality (row i of each is sample i): uint8 images
+        [N, C, H, W] or [N, H, W], or floating-point tensors [N, ...]. `labels` ([N] integers)
+        are what latent probes and coherence score against; without them every label is 0."""
+        if not tensors:
+            raise ValueError("give at least one modality")
+        sizes = {m: int(t.shape[0]) for m, t in tensors.items()}
+        if labels is not None:
+            sizes["labels"] = int(labels.shape[0])
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"every modality and the labels need the same number of rows: {sizes}")
+        n = next(iter(sizes.values()))
+        if labels is None:
+            labels = torch.zeros(n, dtype=torch.long)
+        elif labels.dim() != 1 or labels.is_floating_point():
+            raise TypeError(
+                f"labels must be a 1-D integer tensor, got {labels.dtype} of shape "
+                f"{tuple(labels.shape)}"
+            )
+        banks = {
+            m: t[:, None] if t.dtype == torch.uint8 and t.dim() == 3 else t
+            for m, t in tensors.items()
+        }
+        index = {m: torch.arange(n, device=labels.device) for m in tensors}
+        return cls(banks, index, labels, noise_std, {m: labels for m in tensors})
+
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     @property
     def device(self) -> torch.device:
         return self.labels.device
+
+    def is_image(self, modality: str) -> bool:
+        """uint8 [C, H, W] samples (FID, sample grids)."""
+        bank = self.images[modality]
+        return bank.dtype == torch.uint8 and bank.dim() == 4
 
     def shape(self, modality: str) -> tuple[int, ...]:
         return tuple(self.images[modality].shape[1:])
@@ -191,7 +233,10 @@ class MultimodalData:
         rows = rows.to(self.device)
         inputs, targets = {}, {}
         for m in self.modalities:
-            clean = self.images[m][self.index[m][rows]].float().div_(255.0)
+            bank = self.images[m]
+            clean = bank[self.index[m][rows]].float()
+            if bank.dtype == torch.uint8:
+                clean = clean.div_(255.0)
             targets[m] = clean
             std = self.noise_std[m]
             if std > 0:

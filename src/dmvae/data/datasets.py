@@ -11,7 +11,13 @@ from pathlib import Path
 import torch
 
 from dmvae.data.batch import MultimodalData
-from dmvae.data.pairing import cached_pairing, fingerprint, pair_mnist_svhn, pair_mnist_tuples
+from dmvae.data.pairing import (
+    PAIRING_SEED,
+    cached_pairing,
+    fingerprint,
+    pair_mnist_svhn,
+    pair_mnist_tuples,
+)
 from dmvae.data.sources import load_mnist, load_svhn, user_cache_dir
 from dmvae.errors import ConfigError
 
@@ -34,7 +40,7 @@ def load_mnist_svhn(
     *,
     dm: int = 20,
     max_per_class: int = 10000,
-    seed: int = 42,
+    seed: int = PAIRING_SEED,
     download: bool = False,
     verify: bool = True,
     device: torch.device | str = "cpu",
@@ -66,7 +72,7 @@ def load_paired_mnist(
     split: str,
     num_modalities: int,
     *,
-    seed: int = 42,
+    seed: int = PAIRING_SEED,
     noise_std: float = 1.0,
     download: bool = False,
     device: torch.device | str = "cpu",

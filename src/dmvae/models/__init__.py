@@ -1,23 +1,23 @@
-"""The library's models; each file holds one model and its config dataclass."""
+"""The library's models; each file holds one model, its config dataclass and its registration
+(name and the paper's settings per experiment) in `dmvae.models.registry`."""
 
 from dmvae.models.base import MultimodalVAE
 from dmvae.models.dmvae import DMVAE, DMVAEConfig
 from dmvae.models.mmvae import MMVAE, MMVAEConfig
 from dmvae.models.mvae import MVAE, MVAEConfig
-
-MODEL_CLASSES = {
-    "dmvae": (DMVAE, DMVAEConfig),
-    "mvae": (MVAE, MVAEConfig),
-    "mmvae": (MMVAE, MMVAEConfig),
-}
+from dmvae.models.registry import MODELS, ModelSpec, Preset, get_model, register_model
 
 __all__ = [
     "DMVAE",
     "DMVAEConfig",
     "MMVAE",
     "MMVAEConfig",
-    "MODEL_CLASSES",
+    "MODELS",
     "MVAE",
     "MVAEConfig",
+    "ModelSpec",
     "MultimodalVAE",
+    "Preset",
+    "get_model",
+    "register_model",
 ]

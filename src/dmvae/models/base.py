@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +16,10 @@ from torch import Tensor, nn
 from dmvae.data.batch import Batch
 
 Style = Literal["prior", "posterior"]
+
+
+AuxiliaryUpdate = Callable[[str, Tensor], None]
+"""Steps the optimiser of the named auxiliary network on the given loss (see `loss`)."""
 
 
 class ContentSampler(Protocol):
@@ -34,10 +38,25 @@ class MultimodalVAE(nn.Module):
 
     modalities: tuple[str, ...]
     shared_dim: int
+    config: Any
     # Whether the latent has modality-specific factors besides the shared part (DMVAE's style):
     # evaluation then draws them from their prior and can probe them.
     has_style: bool = False
     style_dim: int = 0
+
+    def __init__(
+        self,
+        encoders: Mapping[str, nn.Module] | None = None,
+        decoders: Mapping[str, nn.Module] | None = None,
+        likelihoods: Mapping | None = None,
+        config: Any = None,
+    ) -> None:
+        """A model built from one encoder, decoder and likelihood per modality (all the library's
+        models); one with a structure of its own passes none and sets `modalities` itself."""
+        super().__init__()
+        self.config = config
+        if encoders is not None or decoders is not None or likelihoods is not None:
+            self.set_networks(encoders or {}, decoders or {}, likelihoods or {})
 
     def check_subset(self, subset: Sequence[str] | None) -> tuple[str, ...]:
         names = self.modalities if subset is None else tuple(subset)
@@ -82,32 +101,34 @@ class MultimodalVAE(nn.Module):
         finally:
             self._encodings = None
 
-    def auxiliary_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Optimisers the model steps itself inside `loss` (e.g. DMVAE's discriminators)."""
-        return {}
-
     def auxiliary_networks(self) -> dict[str, nn.Module]:
-        """Networks trained by `auxiliary_optimizers`, by their attribute path in the model;
-        distributed training wraps each in its own DistributedDataParallel."""
+        """Networks trained by an objective of their own (DMVAE's discriminators), by the name
+        under which `loss` hands their losses to `update_auxiliary`; the main optimiser leaves
+        their parameters alone."""
         return {}
 
-    def set_auxiliary_wrappers(self, wrappers: Mapping[str, nn.Module]) -> None:
-        """Use `wrappers` (same keys as `auxiliary_networks`) for the auxiliary training steps."""
+    def auxiliary_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """New optimisers for `auxiliary_networks`, by the same names; the trainer owns them,
+        checkpoints them and steps them when `loss` reports their losses."""
+        return {}
 
     def main_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the main objective (all but those of auxiliary optimisers)."""
-        aux = {
-            id(p)
-            for opt in self.auxiliary_optimizers().values()
-            for g in opt.param_groups
-            for p in g["params"]
-        }
+        """Parameters of the main objective (all but those of `auxiliary_networks`)."""
+        aux = {id(p) for net in self.auxiliary_networks().values() for p in net.parameters()}
         return [p for p in self.parameters() if id(p) not in aux]
 
-    def loss(self, batch: Batch, kl_weight: float = 1.0) -> dict[str, Tensor]:
+    def loss(
+        self,
+        batch: Batch,
+        kl_weight: float = 1.0,
+        update_auxiliary: AuxiliaryUpdate | None = None,
+    ) -> dict[str, Tensor]:
         """Named loss terms for one batch; `"loss"` is the total to minimise.
 
-        `kl_weight` is the annealing factor in [0, 1] the trainer sets per iteration.
+        `kl_weight` is the annealing factor in [0, 1] the trainer sets per iteration. Models
+        with auxiliary networks call `update_auxiliary(name, aux_loss)` where their training
+        step belongs within the pass (the trainer's `TrainStep` passes one that steps the named
+        optimiser); without it, `loss` changes no weights.
         """
         raise NotImplementedError
 
@@ -120,9 +141,6 @@ class MultimodalVAE(nn.Module):
         """Reasons (by kind) to believe training collapsed, judged on the logged running means
         (loss terms and `diagnostics`); the trainer warns once per kind. Empty if healthy."""
         return {}
-
-    def forward(self, batch: Batch, kl_weight: float = 1.0) -> dict[str, Tensor]:
-        return self.loss(batch, kl_weight)
 
     def encode(
         self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
@@ -220,6 +238,3 @@ def check_modalities(*named: tuple[str, Mapping[str, object]]) -> tuple[str, ...
                 "give every modality an encoder, a decoder and a likelihood"
             )
     return first
-
-
-ModelFactory = Callable[..., MultimodalVAE]

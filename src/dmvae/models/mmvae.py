@@ -20,14 +20,11 @@ from torch import Tensor, nn
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
 from dmvae.likelihoods import Likelihood
-from dmvae.models.base import (
-    ContentSampler,
-    MultimodalVAE,
-    Style,
-)
+from dmvae.models.base import AuxiliaryUpdate, ContentSampler, MultimodalVAE, Style
+from dmvae.models.registry import ModelSpec, Preset, register_model
 
 
-@dataclass
+@dataclass(frozen=True)
 class MMVAEConfig:
     """`estimator`: "dreg" (default, K samples), "iwae" or "elbo" (mean over K samples)."""
 
@@ -35,6 +32,14 @@ class MMVAEConfig:
     K: int = 30
     estimator: Literal["dreg", "iwae", "elbo"] = "dreg"
     learn_prior: bool = True
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ("dreg", "iwae", "elbo"):
+            raise ValueError(f"unknown estimator {self.estimator!r}: use dreg, iwae or elbo")
+        if self.latent_dim < 1 or self.K < 1:
+            raise ValueError(
+                f"MMVAE needs latent_dim >= 1 and K >= 1, got {self.latent_dim}, {self.K}"
+            )
 
 
 def laplace_scale(raw: Tensor) -> Tensor:
@@ -52,11 +57,8 @@ class MMVAE(MultimodalVAE):
         likelihoods: Mapping[str, Likelihood],
         config: MMVAEConfig | None = None,
     ) -> None:
-        super().__init__()
-        self.config = config = config or MMVAEConfig()
-        if config.estimator not in ("dreg", "iwae", "elbo"):
-            raise ValueError(f"unknown estimator {config.estimator!r}: use dreg, iwae or elbo")
-        self.set_networks(encoders, decoders, likelihoods)
+        super().__init__(encoders, decoders, likelihoods, config or MMVAEConfig())
+        config = self.config
         self.shared_dim = config.latent_dim
         self.prior_raw_scale = nn.Parameter(
             torch.zeros(config.latent_dim), requires_grad=config.learn_prior
@@ -94,7 +96,12 @@ class MMVAE(MultimodalVAE):
         loc, _ = self._posteriors(inputs, self.modalities)
         return loc.reshape(-1, loc.shape[-1])
 
-    def loss(self, batch: Batch, kl_weight: float = 1.0) -> dict[str, Tensor]:
+    def loss(
+        self,
+        batch: Batch,
+        kl_weight: float = 1.0,
+        update_auxiliary: AuxiliaryUpdate | None = None,
+    ) -> dict[str, Tensor]:
         names = self.check_subset(batch.modalities)
         loc, scale = self._posteriors(batch.inputs, names)  # [E, B, D]
         observed = batch.mask.T  # [E, B]
@@ -173,3 +180,15 @@ class MMVAE(MultimodalVAE):
         names = self.check_subset(subset if subset is not None else tuple(inputs))
         loc, _ = self._posteriors(inputs, names)
         return {m: self.decoders[m](loc.mean(0)) for m in self.modalities if m in inputs}
+
+
+# The official MMVAE settings (both experiments).
+_PAPER = Preset(
+    train=dict(
+        epochs=30, batch_size=128, lr=1e-3, amsgrad=True, anneal_epochs=0, likelihood_scale=0.75
+    ),
+    model=dict(latent_dim=20, K=30),
+)
+register_model(
+    ModelSpec("mmvae", MMVAE, MMVAEConfig, presets={"mnist-svhn": _PAPER, "paired-mnist": _PAPER})
+)

@@ -17,13 +17,11 @@ from torch import Tensor, nn
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
 from dmvae.likelihoods import Likelihood
-from dmvae.models.base import (
-    MultimodalVAE,
-    Style,
-)
+from dmvae.models.base import AuxiliaryUpdate, MultimodalVAE, Style
+from dmvae.models.registry import ModelSpec, Preset, register_model
 
 
-@dataclass
+@dataclass(frozen=True)
 class MVAEConfig:
     """`num_random_subsets` extra ELBOs per batch when M > 2, each on a subset drawn uniformly
     among those of 2..M-1 modalities (the reference code's; singletons and the full set already
@@ -32,6 +30,13 @@ class MVAEConfig:
     latent_dim: int = 20
     beta: float = 1.0
     num_random_subsets: int = 1
+
+    def __post_init__(self) -> None:
+        if self.latent_dim < 1 or self.num_random_subsets < 0:
+            raise ValueError(
+                f"MVAE needs latent_dim >= 1 and num_random_subsets >= 0, got {self.latent_dim} "
+                f"and {self.num_random_subsets}"
+            )
 
 
 class MVAE(MultimodalVAE):
@@ -44,10 +49,8 @@ class MVAE(MultimodalVAE):
         likelihoods: Mapping[str, Likelihood],
         config: MVAEConfig | None = None,
     ) -> None:
-        super().__init__()
-        self.config = config = config or MVAEConfig()
-        self.set_networks(encoders, decoders, likelihoods)
-        self.shared_dim = config.latent_dim
+        super().__init__(encoders, decoders, likelihoods, config or MVAEConfig())
+        self.shared_dim = self.config.latent_dim
 
     def _experts(self, inputs: Mapping[str, Tensor], names: Sequence[str]) -> tuple[Tensor, Tensor]:
         mus, logvars = [], []
@@ -77,7 +80,12 @@ class MVAE(MultimodalVAE):
             rows.append(candidates[pick])
         return torch.cat(rows)
 
-    def loss(self, batch: Batch, kl_weight: float = 1.0) -> dict[str, Tensor]:
+    def loss(
+        self,
+        batch: Batch,
+        kl_weight: float = 1.0,
+        update_auxiliary: AuxiliaryUpdate | None = None,
+    ) -> dict[str, Tensor]:
         names = self.check_subset(batch.modalities)
         mu, logvar = self._experts(batch.inputs, names)  # [M, B, D]
         subsets = self.training_subsets(mu.device)  # [T, M]
@@ -156,3 +164,22 @@ def proper_subsets(m: int, device: torch.device = CPU) -> Tensor:
     keep = sizes >= 2
     order = torch.argsort(sizes[keep], stable=True)
     return masks[keep][order].to(device)
+
+
+_PAPER = Preset(
+    train=dict(epochs=50, batch_size=1024, lr=1e-3, anneal_epochs=5, likelihood_scale=0.1),
+    model=dict(latent_dim=20),
+)
+register_model(
+    ModelSpec(
+        "mvae",
+        MVAE,
+        MVAEConfig,
+        presets={
+            "mnist-svhn": _PAPER,
+            "paired-mnist": Preset(
+                {**_PAPER.train, "epochs": 300, "anneal_epochs": 50}, _PAPER.model
+            ),
+        },
+    )
+)

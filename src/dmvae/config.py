@@ -1,0 +1,240 @@
+"""The run config: everything that defines a run, typed and frozen, from the command line (or a
+TOML file) to RUN_DIR/config.json and back.
+
+A run config has four sections, each a frozen dataclass whose defaults are declared once:
+`train` (`TrainSettings`), `model` (the model's config class, found through the model
+registry), `data` (the experiment's data config class, through the experiment registry) and
+the two names `experiment` and `model`. Settings are addressed as "section.name"
+("train.lr", "model.gamma", "data.modalities"; a bare "lr" means "train.lr") and every value
+is type-checked (`dmvae.settings`) before a model, a data set or a file is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dmvae import settings
+from dmvae.errors import ConfigError
+from dmvae.experiments import get_experiment
+from dmvae.models import get_model
+from dmvae.models.base import MultimodalVAE
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+VERSION = 2
+SECTIONS = ("train", "model", "data")
+# Settings a resumed run may change: how long it runs, where, and how it reports.
+RESUMABLE = ("epochs", "max_steps", "device", "progress", "log_every", "checkpoint_every", "amp")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a run trains. `anneal_epochs`: linear KL warm-up; `likelihood_scale`: the Laplace
+    scale of every modality; `max_steps` stops early; `amp`: bfloat16 autocast."""
+
+    out: str = "runs/default"
+    epochs: int = 1
+    batch_size: int = 1024
+    lr: float = 1e-3
+    amsgrad: bool = False
+    anneal_epochs: float = 0.0
+    likelihood_scale: float = 0.75
+    drop_last: bool = True
+    max_steps: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    checkpoint_every: int = 500
+    log_every: int = 10
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "checkpoint_every", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"train.max_steps must be at least 1, got {self.max_steps}")
+        for name in ("lr", "likelihood_scale"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.anneal_epochs < 0:
+            raise ConfigError(f"train.anneal_epochs must be >= 0, got {self.anneal_epochs}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: experiment and model by registered name, and the typed settings of each."""
+
+    experiment: str
+    model: str
+    model_config: Any
+    data: Any
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    @classmethod
+    def preset(
+        cls,
+        experiment: str = "paired-mnist",
+        model: str = "dmvae",
+        overrides: Mapping[str, Any] | None = None,
+    ) -> RunConfig:
+        """The paper's settings of `model` on `experiment` (the defaults where it has none),
+        then `overrides` ("train.lr": 1e-3, "model.gamma": 10, ...)."""
+        exp, spec = get_experiment(experiment), get_model(model)
+        preset = spec.preset(exp.name)
+        base = cls(
+            experiment=experiment,
+            model=model,
+            model_config=settings.build(spec.config, preset.model, "model"),
+            data=settings.build(exp.data_config, {}, "data"),
+            train=settings.build(TrainSettings, preset.train, "train"),
+        )
+        return base.override(overrides or {})
+
+    def override(self, values: Mapping[str, Any]) -> RunConfig:
+        """A copy with `values` set, by dotted key; every value is type-checked."""
+        grouped: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+        for key, value in values.items():
+            section, name = split_key(key)
+            grouped[section][name] = value
+        return RunConfig(
+            self.experiment,
+            self.model,
+            settings.replace(self.model_config, grouped["model"], "model"),
+            settings.replace(self.data, grouped["data"], "data"),
+            settings.replace(self.train, grouped["train"], "train"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The layout of config.json (and of a `--config` file)."""
+        return {
+            "version": VERSION,
+            "experiment": self.experiment,
+            "model": {"name": self.model, **settings.as_dict(self.model_config)},
+            "data": settings.as_dict(self.data),
+            "train": settings.as_dict(self.train),
+        }
+
+    @classmethod
+    def from_dict(cls, run: Mapping[str, Any]) -> RunConfig:
+        """A config.json as written (missing settings take their defaults). Files written
+        before the version key existed are read as the code of that time meant them."""
+        run = _migrate(run) if "version" not in run else run
+        if run.get("version") != VERSION:
+            raise ConfigError(
+                f"config version {run.get('version')!r} is newer than this dmvae reads "
+                f"({VERSION}); upgrade dmvae"
+            )
+        model = dict(run.get("model") or {})
+        name = model.pop("name", None)
+        if not isinstance(name, str) or "experiment" not in run:
+            raise ConfigError("a run config needs `experiment` and `model.name`")
+        exp, spec = get_experiment(run["experiment"]), get_model(name)
+        return cls(
+            experiment=run["experiment"],
+            model=name,
+            model_config=settings.build(spec.config, model, "model"),
+            data=settings.build(exp.data_config, run.get("data") or {}, "data"),
+            train=settings.build(TrainSettings, run.get("train") or {}, "train"),
+        )
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        experiment: str | None = None,
+        model: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> RunConfig:
+        """A run from a TOML or JSON file with config.json's keys (any subset): the preset of
+        its experiment and model, then the file's settings, then `overrides`. `experiment` and
+        `model` (the CLI's flags) replace the file's names."""
+        values = read_file(Path(path))
+        exp = experiment or values.pop("experiment", "paired-mnist")
+        values.pop("experiment", None)
+        values.pop("version", None)
+        model_section = dict(values.pop("model", {}) or {})
+        name = model or model_section.pop("name", "dmvae")
+        model_section.pop("name", None)
+        unknown = sorted(set(values) - {"data", "train"})
+        if unknown:
+            raise ConfigError(
+                f"{path}: unknown keys {unknown}; a run file has experiment, [model], [data], "
+                "[train]"
+            )
+        flat = {f"model.{k}": v for k, v in model_section.items()}
+        for section in ("data", "train"):
+            flat.update({f"{section}.{k}": v for k, v in (values.get(section) or {}).items()})
+        return cls.preset(exp, name, {**flat, **(overrides or {})})
+
+    def build_model(self) -> MultimodalVAE:
+        """The model this config describes, with the experiment's networks and likelihoods."""
+        exp, spec = get_experiment(self.experiment), get_model(self.model)
+        encoders, decoders = exp.networks(self.data, self.model_config.latent_dim)
+        likelihoods = exp.likelihoods(self.data, self.train.likelihood_scale)
+        return spec.model(encoders, decoders, likelihoods, self.model_config)
+
+    def build_data(self, split: str, device: torch.device | str = "cpu"):
+        """The run's train or test split, on `device` (a `MultimodalData`)."""
+        return get_experiment(self.experiment).load(self.data, split, device)
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a checkpoint to be resumed: all but `RESUMABLE` settings and
+        where the data are read from."""
+        d = self.to_dict()
+        d["train"] = {k: v for k, v in d["train"].items() if k not in RESUMABLE}
+        d["data"] = {k: v for k, v in d["data"].items() if k not in ("root", "download")}
+        return d
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """("train", "lr") for "train.lr" or "lr"; "model_config.X" is read as "model.X"."""
+    section, dot, name = key.partition(".")
+    if not dot:
+        if key not in settings.field_types(TrainSettings):
+            raise ConfigError(
+                f"unknown setting {key!r}: name train, model and data settings as "
+                f"'train.{key}', 'model.{key}' or 'data.{key}'"
+            )
+        return "train", key
+    section = "model" if section == "model_config" else section
+    if section not in SECTIONS or not name:
+        raise ConfigError(f"unknown setting {key!r}: keys start with train., model. or data.")
+    return section, name
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """A run file's table: TOML (`.toml`) or JSON (config.json)."""
+    if not path.exists():
+        raise ConfigError(f"no config file {path}")
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(path.read_text())
+        return json.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path} is not valid {path.suffix[1:].upper()} ({err})") from err
+
+
+def _migrate(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A config.json from before the version key: one data section shared by all experiments
+    (drop the keys this experiment never read) and model settings that did not exist yet
+    (their value then is the spec's `legacy`)."""
+    run = json.loads(json.dumps(run))
+    exp = get_experiment(run["experiment"])
+    known = settings.field_types(exp.data_config)
+    run["data"] = {k: v for k, v in run.get("data", {}).items() if k in known}
+    spec = get_model(run["model"]["name"])
+    run["model"] = {**spec.legacy, **run["model"]}
+    run["version"] = VERSION
+    return run

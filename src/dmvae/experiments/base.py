@@ -1,0 +1,139 @@
+"""What an experiment is: a data set, the networks and likelihoods of its modalities, and how
+to score it; and the registry that finds experiments by name.
+
+Adding a data set means writing one `Experiment` (see `dmvae.experiments.paired_mnist` or the
+user-data ones in `dmvae.experiments.tensors`) and registering it. An experiment named
+"package.module:attribute" or "path/to/file.py:attribute" is imported on first use, so a run
+of the user's own experiment can be trained, resumed and evaluated from the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dmvae.data.batch import MultimodalData
+from dmvae.errors import ConfigError
+from dmvae.likelihoods import Likelihood
+
+
+@dataclasses.dataclass(frozen=True)
+class NoData:
+    """Data settings of an experiment that has none (its data come with the object)."""
+
+
+class Experiment:
+    """Base class; a subclass sets `name` and `data_config` and implements `modalities`,
+    `load`, `networks` and `likelihoods`.
+
+    `data_config` is a frozen dataclass of the experiment's data settings: the "data" section
+    of config.json and the `--set data.KEY=VALUE` keys. Every method receives an instance.
+    """
+
+    name: str = ""
+    data_config: type = NoData
+    # The reproduce report layout (`dmvae.reproduce`) of a paper experiment; None for others.
+    report: str | None = None
+
+    def modalities(self, data: Any) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def load(self, data: Any, split: str, device: torch.device | str = "cpu") -> MultimodalData:
+        """The "train" or "test" split, on `device`."""
+        raise NotImplementedError
+
+    def networks(
+        self, data: Any, latent_dim: int
+    ) -> tuple[dict[str, nn.Module], dict[str, nn.Module]]:
+        """One encoder (input -> Gaussian mean, log-variance over `latent_dim`) and one decoder
+        (latent -> likelihood parameter) per modality."""
+        raise NotImplementedError
+
+    def likelihoods(self, data: Any, scale: float) -> dict[str, Likelihood]:
+        """One likelihood per modality; `scale` is the run's `train.likelihood_scale`."""
+        raise NotImplementedError
+
+    def classifiers(self, data: Any, device: torch.device) -> dict[str, nn.Module]:
+        """Per modality a network from a batch of that modality to class logits, for coherence
+        and classifier-feature FID; empty when the experiment has none."""
+        return {}
+
+    def classifier_kinds(self, data: Any) -> dict[str, str]:
+        """Per modality the name of its classifier (and of its feature statistics): modalities
+        with the same kind share one classifier and one cache of real-data statistics."""
+        return {m: f"{self.name}-{m}" for m in self.modalities(data)}
+
+    def data_root(self, data: Any) -> Path | None:
+        """The folder the data live in (caches of pairings and statistics go beside them)."""
+        return None
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def register_experiment(experiment: Experiment) -> Experiment:
+    """Make `experiment` available by its name to `RunConfig`, the trainer and `load_run`."""
+    if not experiment.name:
+        raise ConfigError("an experiment needs a name")
+    if not (dataclasses.is_dataclass(experiment.data_config)):
+        raise TypeError(f"{experiment.name}: data_config must be a dataclass")
+    EXPERIMENTS[experiment.name] = experiment
+    return experiment
+
+
+def get_experiment(name: str) -> Experiment:
+    """The registered experiment `name`, importing "module:attribute" names on first use."""
+    if name not in EXPERIMENTS and ":" in name:
+        found = _import_attribute(name)
+        if not isinstance(found, Experiment):
+            raise ConfigError(f"{name!r} is a {type(found).__name__}, not a dmvae Experiment")
+        if found.name != name:
+            found = _renamed(found, name)
+        register_experiment(found)
+    if name not in EXPERIMENTS:
+        raise ConfigError(
+            f"unknown experiment {name!r}: choose one of {sorted(EXPERIMENTS)}, or name your "
+            "own as 'package.module:attribute' or 'path/to/file.py:attribute'"
+        )
+    return EXPERIMENTS[name]
+
+
+def _renamed(experiment: Experiment, name: str) -> Experiment:
+    """The experiment under the name it was found by, so that config.json finds it again."""
+    clone = object.__new__(type(experiment))
+    clone.__dict__.update(experiment.__dict__)
+    clone.name = name
+    return clone
+
+
+def _import_attribute(spec: str) -> Any:
+    where, _, attribute = spec.rpartition(":")
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            if not path.exists():
+                raise ConfigError(f"experiment file {where} does not exist (in {Path.cwd()})")
+            module_name = f"dmvae_user_{path.stem}"
+            loader = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(loader)
+            sys.modules[module_name] = module
+            loader.loader.exec_module(module)
+        else:
+            if "" not in sys.path:
+                sys.path.insert(0, "")  # as `python -m` does: modules in the working directory
+            module = importlib.import_module(where)
+    except ModuleNotFoundError as err:
+        raise ConfigError(
+            f"cannot import {where!r} for experiment {spec!r} ({err}); install it or run from "
+            "the folder that holds it"
+        ) from err
+    if not hasattr(module, attribute):
+        raise ConfigError(f"{where} has no attribute {attribute!r} (experiment {spec!r})")
+    return getattr(module, attribute)

@@ -1,0 +1,56 @@
+"""The model registry: each model file registers its class, its config dataclass and the
+settings that reproduce the paper on each experiment, once; everything else looks models up
+here by name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dmvae.errors import ConfigError
+from dmvae.models.base import MultimodalVAE
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Settings of one model on one experiment: `train` and `model` override the defaults of
+    `TrainSettings` and of the model's config dataclass."""
+
+    train: Mapping[str, Any] = field(default_factory=dict)
+    model: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """`legacy`: the value a setting had before it existed, for config.json files written then
+    (so that an old run is read as it was trained)."""
+
+    name: str
+    model: type[MultimodalVAE]
+    config: type
+    presets: Mapping[str, Preset] = field(default_factory=dict)
+    legacy: Mapping[str, Any] = field(default_factory=dict)
+
+    def preset(self, experiment: str) -> Preset:
+        """The paper's settings on `experiment`; an experiment without one gets the defaults."""
+        return self.presets.get(experiment, Preset())
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Make a model available by name to the trainer, the CLI and `load_run`."""
+    if spec.name in MODELS and MODELS[spec.name].model is not spec.model:
+        raise ConfigError(f"a different model is already registered as {spec.name!r}")
+    if not hasattr(spec.config, "latent_dim"):
+        raise TypeError(f"{spec.config.__name__} must define latent_dim (the networks' width)")
+    MODELS[spec.name] = spec
+    return spec
+
+
+def get_model(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}: choose one of {sorted(MODELS)}")
+    return MODELS[name]

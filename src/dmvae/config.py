@@ -92,28 +92,24 @@ class RunConfig:
         """The paper's settings of `model` on `experiment` (the defaults where it has none),
         then `overrides` ("train.lr": 1e-3, "model.gamma": 10, ...)."""
         exp, spec = get_experiment(experiment), get_model(model)
-        preset = spec.preset(exp.name)
-        base = cls(
+        preset, given = spec.preset(exp.name), group(overrides or {})
+        return cls(
             experiment=experiment,
             model=model,
-            model_config=settings.build(spec.config, preset.model, "model"),
-            data=settings.build(exp.data_config, {}, "data"),
-            train=settings.build(TrainSettings, preset.train, "train"),
+            model_config=settings.build(spec.config, {**preset.model, **given["model"]}, "model"),
+            data=settings.build(exp.data_config, given["data"], "data"),
+            train=settings.build(TrainSettings, {**preset.train, **given["train"]}, "train"),
         )
-        return base.override(overrides or {})
 
     def override(self, values: Mapping[str, Any]) -> RunConfig:
         """A copy with `values` set, by dotted key; every value is type-checked."""
-        grouped: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
-        for key, value in values.items():
-            section, name = split_key(key)
-            grouped[section][name] = value
+        given = group(values)
         return RunConfig(
             self.experiment,
             self.model,
-            settings.replace(self.model_config, grouped["model"], "model"),
-            settings.replace(self.data, grouped["data"], "data"),
-            settings.replace(self.train, grouped["train"], "train"),
+            settings.replace(self.model_config, given["model"], "model"),
+            settings.replace(self.data, given["data"], "data"),
+            settings.replace(self.train, given["train"], "train"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,6 +192,15 @@ class RunConfig:
         d["train"] = {k: v for k, v in d["train"].items() if k not in RESUMABLE}
         d["data"] = {k: v for k, v in d["data"].items() if k not in ("root", "download")}
         return d
+
+
+def group(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Dotted settings by section: {"train": {"lr": ...}, "model": {...}, "data": {...}}."""
+    grouped: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for key, value in values.items():
+        section, name = split_key(key)
+        grouped[section][name] = value
+    return grouped
 
 
 def split_key(key: str) -> tuple[str, str]:

@@ -62,7 +62,8 @@ class TensorExperiment(Experiment):
     `likelihoods`: per modality a `Likelihood` or a kind ("laplace", "bernoulli"); default
     Laplace with the run's `train.likelihood_scale`. `networks(latent_dim)` returns your
     encoders and decoders; default `default_networks`. `classifiers`: per modality a network
-    from a batch to class logits, for coherence. Register it (`register_experiment`) before
+    from a batch to class logits, for coherence (or a function returning them, called when
+    first needed: classifiers you train on the spot). Register it (`register_experiment`) before
     training; to evaluate or resume from the command line, name it as "module:attribute".
     """
 
@@ -76,7 +77,7 @@ class TensorExperiment(Experiment):
         *,
         likelihoods: Mapping[str, Likelihood | str] | None = None,
         networks: Networks | None = None,
-        classifiers: Mapping[str, nn.Module] | None = None,
+        classifiers: Mapping[str, nn.Module] | Callable[[], Mapping[str, nn.Module]] | None = None,
     ) -> None:
         if train.modalities != test.modalities:
             raise ConfigError(
@@ -91,7 +92,7 @@ class TensorExperiment(Experiment):
         self.given_likelihoods = dict(likelihoods or {})
         _likelihoods(train.modalities, self.given_likelihoods, 1.0)
         self.make_networks = networks
-        self.given_classifiers = dict(classifiers or {})
+        self.given_classifiers = classifiers or {}
 
     def modalities(self, data: Any) -> tuple[str, ...]:
         return self.train.modalities
@@ -113,7 +114,12 @@ class TensorExperiment(Experiment):
         return default_networks(self.train, self.likelihoods(data, 1.0), latent_dim)
 
     def classifiers(self, data: Any, device: torch.device) -> dict[str, nn.Module]:
-        return {m: c.to(device).eval() for m, c in self.given_classifiers.items()}
+        given = self.given_classifiers
+        given = given() if callable(given) else given
+        unknown = sorted(set(given) - set(self.train.modalities))
+        if unknown:
+            raise ConfigError(f"classifiers name unknown modalities {unknown}")
+        return {m: c.to(device).eval() for m, c in given.items()}
 
 
 @dataclass(frozen=True)

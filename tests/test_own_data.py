@@ -1,0 +1,222 @@
+"""Your own modalities and your own model through the library: a toy fourth model registered in
+one place, a TensorExperiment and a folder of .npy files trained by the library's trainer, and
+clear errors for data that do not fit."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dmvae import objectives as obj
+from dmvae.cli import main
+from dmvae.config import RunConfig
+from dmvae.data import MultimodalData
+from dmvae.errors import ConfigError, DataError
+from dmvae.experiments import EXPERIMENTS, TensorExperiment, register_experiment
+from dmvae.models import MODELS, ModelSpec, MultimodalVAE, register_model
+from dmvae.training import load_run, train
+
+
+def toy_tensors(n: int, seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """A 8x8 image of a bar whose row is the label and a 5-bit code of the same label."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(4, (n,), generator=g)
+    images = torch.zeros(n, 8, 8, dtype=torch.uint8)
+    images[torch.arange(n), 2 * labels] = 200
+    code = nn.functional.one_hot(labels, 5).float()
+    return {"image": images, "code": code}, labels
+
+
+@pytest.fixture
+def toy_experiment():
+    train_x, train_y = toy_tensors(512, 0)
+    test_x, test_y = toy_tensors(128, 1)
+    exp = register_experiment(
+        TensorExperiment(
+            "toy-bars",
+            MultimodalData.from_tensors(train_x, train_y),
+            MultimodalData.from_tensors(test_x, test_y),
+            likelihoods={"code": "bernoulli"},
+        )
+    )
+    yield exp
+    EXPERIMENTS.pop("toy-bars")
+
+
+# ---------------------------------------------------------------- a fourth model, one file
+@dataclass(frozen=True)
+class MeanVAEConfig:
+    latent_dim: int = 4
+    beta: float = 1.0
+
+
+class MeanVAE(MultimodalVAE):
+    """A toy model: the shared posterior is the mean of the experts' Gaussians."""
+
+    def __init__(self, encoders, decoders, likelihoods, config=None):
+        super().__init__(encoders, decoders, likelihoods, config or MeanVAEConfig())
+        self.shared_dim = self.config.latent_dim
+
+    def encode(self, inputs, subset=None):
+        names = self.check_subset(subset)
+        params = [self.encode_modality(m, inputs[m]) for m in names]
+        return tuple(torch.stack(p).mean(0) for p in zip(*params, strict=True))
+
+    def loss(self, batch, kl_weight=1.0, update_auxiliary=None):
+        mu, logvar = self.encode(batch.inputs)
+        z = obj.reparameterize(mu, logvar)
+        terms = {
+            f"rec/{m}": -self.likelihoods[m].log_prob(batch.targets[m], self.decoders[m](z)).mean()
+            for m in self.modalities
+        }
+        terms["kl"] = obj.kl_normal_standard(mu, logvar).mean()
+        rec = torch.stack([terms[f"rec/{m}"] for m in self.modalities]).sum()
+        terms["loss"] = rec + kl_weight * self.config.beta * terms["kl"]
+        return terms
+
+    def conditional_generate(self, given, targets, subset=None, n_per_input=1, **_):
+        mu, _ = self.encode(given, subset or tuple(given))
+        return self.decode({t: mu.repeat_interleave(n_per_input, 0) for t in targets})
+
+
+@pytest.fixture
+def toy_model():
+    yield register_model(ModelSpec("meanvae", MeanVAE, MeanVAEConfig))
+    MODELS.pop("meanvae")
+
+
+def test_a_registered_toy_model_trains_resumes_and_loads_through_the_library(
+    tmp_path, toy_experiment, toy_model
+):
+    config = RunConfig.preset(
+        "toy-bars",
+        "meanvae",
+        {"out": str(tmp_path / "run"), "batch_size": 64, "max_steps": 6, "epochs": 3},
+    )
+    config = config.override(
+        {"model.latent_dim": 3, "log_every": 2, "checkpoint_every": 3, "progress": False}
+    )
+    trained = train(config)
+    model, again = load_run(tmp_path / "run")
+    assert again == config and isinstance(model, MeanVAE) and model.shared_dim == 3
+    x = toy_experiment.test.batch(torch.arange(4)).inputs
+    assert torch.equal(model.embed(x), trained.embed(x))
+    more = train(config.override({"max_steps": 10}), resume=True)
+    assert isinstance(more, MeanVAE)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").open()]
+    assert [r["step"] for r in log] == [2, 4, 6, 8, 10]
+    assert {"rec/image", "rec/code", "kl", "loss"} <= log[-1].keys()
+
+
+def test_the_cli_trains_a_folder_of_npy_files_with_a_bernoulli_modality(tmp_path, capsys):
+    for split, (n, seed) in {"train": (512, 0), "test": (128, 1)}.items():
+        tensors, labels = toy_tensors(n, seed)
+        (tmp_path / "data" / split).mkdir(parents=True)
+        np.save(tmp_path / "data" / split / "image.npy", tensors["image"].numpy())
+        torch.save(tensors["code"], tmp_path / "data" / split / "code.pt")
+        np.save(tmp_path / "data" / split / "labels.npy", labels.numpy())
+    out = tmp_path / "run"
+    args = ["train", "--experiment", "folder", "--model", "dmvae", "--out", str(out)]
+    args += [
+        "--set",
+        f"data.path={tmp_path / 'data'}",
+        "--set",
+        'data.likelihoods={"code": "bernoulli"}',
+    ]
+    args += [
+        "--max-steps",
+        "8",
+        "--batch-size",
+        "64",
+        "--no-progress",
+        "--set",
+        "model.style_dim=2",
+    ]
+    assert main(args) == 0, capsys.readouterr().err
+    model, config = load_run(out)
+    assert model.modalities == ("code", "image")
+    assert model.likelihoods["code"].kind == "bernoulli"
+    assert model.decoders["code"](torch.zeros(1, model.config.latent_dim)).max() <= 1  # sigmoid
+    assert config.data.likelihoods == {"code": "bernoulli"}
+
+
+def test_data_that_do_not_fit_are_named(tmp_path, toy_experiment):
+    with pytest.raises(ValueError, match="same number of rows"):
+        MultimodalData.from_tensors({"a": torch.zeros(3, 2), "b": torch.zeros(4, 2)})
+    with pytest.raises(TypeError, match="labels must be a 1-D integer tensor"):
+        MultimodalData.from_tensors({"a": torch.zeros(3, 2)}, torch.zeros(3))
+    with pytest.raises(TypeError, match="got torch.int64; convert integer codes"):
+        MultimodalData.from_tensors({"a": torch.zeros(3, 2).long()})
+    data = toy_experiment.train
+    with pytest.raises(ConfigError, match=r"shape \(5,\) in train, \(6,\) in test"):
+        other = MultimodalData.from_tensors(
+            {"image": data.images["image"], "code": torch.zeros(512, 6)}
+        )
+        TensorExperiment("x", data, other)
+    with pytest.raises(ConfigError, match=r"likelihoods name unknown modalities \['txt'\]"):
+        TensorExperiment("x", data, data, likelihoods={"txt": "bernoulli"})
+    with pytest.raises(ValueError, match="unknown likelihood 'gauss'"):
+        TensorExperiment("x", data, data, likelihoods={"code": "gauss"})
+    with pytest.raises(DataError, match="no folder"):
+        RunConfig.preset("folder", "dmvae", {"data.path": str(tmp_path)}).build_data("train")
+    (tmp_path / "train").mkdir()
+    np.save(tmp_path / "train" / "a.npy", np.zeros((3, 2), np.float32))
+    np.save(tmp_path / "train" / "b.npy", np.zeros((4, 2), np.float32))
+    with pytest.raises(DataError, match="same number of rows"):
+        RunConfig.preset("folder", "dmvae", {"data.path": str(tmp_path)}).build_data("train")
+    with pytest.raises(ConfigError, match="needs data.path"):
+        RunConfig.preset("folder", "dmvae")
+    with pytest.raises(ConfigError, match=r"unknown likelihoods \{'a': 'normal'\}"):
+        RunConfig.preset("folder", "dmvae", {"data.path": "x", "data.likelihoods": {"a": "normal"}})
+
+
+def test_an_experiment_is_found_by_module_attribute(tmp_path, monkeypatch):
+    (tmp_path / "myexp.py").write_text(
+        "import torch\n"
+        "from dmvae.data import MultimodalData\n"
+        "from dmvae.experiments import TensorExperiment\n"
+        "d = MultimodalData.from_tensors({'a': torch.rand(64, 3), 'b': torch.rand(64, 2)})\n"
+        "EXP = TensorExperiment('mine', d, d)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    for name in ("myexp:EXP", "myexp.py:EXP"):
+        config = RunConfig.preset(name, "mvae", {"out": str(tmp_path / name), "max_steps": 2})
+        train(config.override({"batch_size": 16, "progress": False}))
+        model, again = load_run(tmp_path / name)
+        assert again.experiment == name and model.modalities == ("a", "b")
+    with pytest.raises(ConfigError, match="has no attribute 'NOPE'"):
+        RunConfig.preset("myexp:NOPE", "mvae")
+    with pytest.raises(ConfigError, match="cannot import 'nomodule'"):
+        RunConfig.preset("nomodule:EXP", "mvae")
+
+
+def test_a_run_killed_after_an_epoch_boundary_checkpoint_resumes_to_the_same_weights(
+    tmp_path, toy_experiment, monkeypatch
+):
+    """8 steps per epoch and a checkpoint at step 8: the resumed run must draw epoch 2's
+    permutation, not epoch 1's again."""
+    from dmvae.models.mvae import MVAE
+
+    settings = {"batch_size": 64, "epochs": 3, "checkpoint_every": 8, "progress": False}
+    full = train(RunConfig.preset("toy-bars", "mvae", {**settings, "out": str(tmp_path / "a")}))
+    config = RunConfig.preset("toy-bars", "mvae", {**settings, "out": str(tmp_path / "b")})
+    real_loss, calls = MVAE.loss, {"n": 0}
+
+    def dying_loss(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 11:
+            raise KeyboardInterrupt
+        return real_loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(MVAE, "loss", dying_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    monkeypatch.setattr(MVAE, "loss", real_loss)
+    resumed = train(config, resume=True)
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

@@ -15,6 +15,7 @@ from dmvae.cli import main
 from dmvae.data.sources import user_cache_dir
 from dmvae.errors import ConfigError
 from dmvae.evaluation import classifiers as clf
+from dmvae.markdown import table
 
 TINY = ["--set", "max_steps=2", "--set", "batch_size=32", "--max-test", "200"]
 
@@ -43,6 +44,11 @@ def test_grid_order_budget_and_overrides(tmp_path):
     assert quick.out == str(tmp_path / "M4" / "mmvae" / "seed3")
     with pytest.raises(ConfigError, match="unknown budget"):
         rp.cell_config(cell, "tiny", tmp_path)
+
+
+def test_markdown_table_layout():
+    lines = table(["M", "DMVAE"], [["2", "64.8"], ["3", "–"]])
+    assert lines == ["| M | DMVAE |", "|---|---|", "| 2 | 64.8 |", "| 3 | – |"]
 
 
 def test_claims_are_checked_against_the_numbers():

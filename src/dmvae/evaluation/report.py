@@ -10,6 +10,7 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from dmvae.data.batch import MultimodalData
+from dmvae.markdown import table
 from dmvae.models.base import ContentSampler, MultimodalVAE, Style
 
 
@@ -19,6 +20,11 @@ def _pct(x: float | None) -> str:
 
 def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1f}"
+
+
+def _one_row_table(columns: dict[str, str]) -> list[str]:
+    """A table of one row: each column's header beside its value, so that they cannot drift."""
+    return table(list(columns), [list(columns.values())])
 
 
 def metrics_markdown(metrics: dict, experiment: str) -> str:
@@ -31,55 +37,53 @@ def metrics_markdown(metrics: dict, experiment: str) -> str:
         lines += [
             "Latent accuracy and coherence (in %; x1 = MNIST, x2 = SVHN), as the paper's Table 1:",
             "",
-            "| latent x1 | latent x2 | aggregated | joint (prior) | joint (GMM) "
-            "| x1->x2 | x2->x1 |",
-            "|---|---|---|---|---|---|---|",
-            "| "
-            + " | ".join(
-                [
-                    _pct(lat.get("mnist")),
-                    _pct(lat.get("svhn")),
-                    _pct(lat.get("all")),
-                    _pct(joint.get("prior")),
-                    _pct(joint.get("gmm")),
-                    _pct(coh.get("mnist->svhn")),
-                    _pct(coh.get("svhn->mnist")),
-                ]
-            )
-            + " |",
+            *_one_row_table(
+                {
+                    "latent x1": _pct(lat.get("mnist")),
+                    "latent x2": _pct(lat.get("svhn")),
+                    "aggregated": _pct(lat.get("all")),
+                    "joint (prior)": _pct(joint.get("prior")),
+                    "joint (GMM)": _pct(joint.get("gmm")),
+                    "x1->x2": _pct(coh.get("mnist->svhn")),
+                    "x2->x1": _pct(coh.get("svhn->mnist")),
+                }
+            ),
             "",
             f"{fid_name}s (lower is better), as the paper's Tables 2 and 3:",
             "",
-            "| uncond. x1 (prior) | uncond. x2 (prior) | uncond. x1 (GMM) | uncond. x2 (GMM) "
-            "| cond. x1->x2 | cond. x2->x1 | class-cond. x1->x2 | class-cond. x2->x1 |",
-            "|---|---|---|---|---|---|---|---|",
-            "| "
-            + " | ".join(
-                _num(fid.get(k))
-                for k in (
-                    "unconditional_prior/mnist",
-                    "unconditional_prior/svhn",
-                    "unconditional_gmm/mnist",
-                    "unconditional_gmm/svhn",
-                    "conditional/mnist->svhn",
-                    "conditional/svhn->mnist",
-                    "class_conditional/mnist->svhn",
-                    "class_conditional/svhn->mnist",
-                )
-            )
-            + " |",
+            *_one_row_table(
+                {
+                    name: _num(fid.get(key))
+                    for name, key in (
+                        ("uncond. x1 (prior)", "unconditional_prior/mnist"),
+                        ("uncond. x2 (prior)", "unconditional_prior/svhn"),
+                        ("uncond. x1 (GMM)", "unconditional_gmm/mnist"),
+                        ("uncond. x2 (GMM)", "unconditional_gmm/svhn"),
+                        ("cond. x1->x2", "conditional/mnist->svhn"),
+                        ("cond. x2->x1", "conditional/svhn->mnist"),
+                        ("class-cond. x1->x2", "class_conditional/mnist->svhn"),
+                        ("class-cond. x2->x1", "class_conditional/svhn->mnist"),
+                    )
+                }
+            ),
         ]
     else:
         lines += [
             "Paired MNIST, the metrics of the paper's Figure 3:",
             "",
-            f"| M | leave-one-out coherence (%) | class-specific conditional {fid_name} "
-            "| cross coherence (%) | joint coherence prior / GMM (%) |",
-            "|---|---|---|---|---|",
-            f"| {len(metrics.get('modalities', []))} | {_pct(coh.get('leave_one_out_mean'))} "
-            f"| {_num(fid.get('class_conditional_leave_one_out_mean'))} "
-            f"| {_pct(coh.get('cross_mean'))} "
-            f"| {_pct(joint.get('prior'))} / {_pct(joint.get('gmm'))} |",
+            *_one_row_table(
+                {
+                    "M": str(len(metrics.get("modalities", []))),
+                    "leave-one-out coherence (%)": _pct(coh.get("leave_one_out_mean")),
+                    f"class-specific conditional {fid_name}": _num(
+                        fid.get("class_conditional_leave_one_out_mean")
+                    ),
+                    "cross coherence (%)": _pct(coh.get("cross_mean")),
+                    "joint coherence prior / GMM (%)": (
+                        f"{_pct(joint.get('prior'))} / {_pct(joint.get('gmm'))}"
+                    ),
+                }
+            ),
         ]
         if lat:
             lines += [
@@ -88,8 +92,8 @@ def metrics_markdown(metrics: dict, experiment: str) -> str:
             ]
     maps = {k: v for k, v in coh.items() if "->" in k}
     if maps:
-        lines += ["", "Every conditional coherence (%):", "", "| map | coherence |", "|---|---|"]
-        lines += [f"| {k} | {_pct(v)} |" for k, v in maps.items()]
+        lines += ["", "Every conditional coherence (%):", ""]
+        lines += table(["map", "coherence"], [[k, _pct(v)] for k, v in maps.items()])
     return "\n".join(lines) + "\n"
 
 

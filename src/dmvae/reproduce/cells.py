@@ -1,0 +1,93 @@
+"""The cells of a reproduction grid (model x modalities x seed), where each one lives on disk,
+and how it is trained and scored under a budget."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dmvae.errors import ConfigError
+from dmvae.reproduce.layouts import layout_of
+
+BUDGETS = ("quick", "paper")
+
+# Reduced schedules for a 2-core CPU (docs/results.md says how they were chosen). Everything not
+# named here keeps the paper's value (experiments.PRESETS).
+QUICK: dict[tuple[str, str], dict[str, Any]] = {
+    ("paired-mnist", "dmvae"): {
+        "epochs": 12,
+        "batch_size": 256,
+        "anneal_epochs": 2,
+        "model_config.disc_width": 125,
+    },
+    ("paired-mnist", "mvae"): {"epochs": 12, "batch_size": 256, "anneal_epochs": 2},
+    ("paired-mnist", "mmvae"): {"epochs": 5, "model_config.K": 1},
+    ("mnist-svhn", "dmvae"): {"epochs": 3, "anneal_epochs": 1, "model_config.disc_width": 125},
+    ("mnist-svhn", "mvae"): {"epochs": 3, "anneal_epochs": 1},
+    ("mnist-svhn", "mmvae"): {"epochs": 1, "model_config.K": 1},
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid."""
+
+    experiment: str
+    model: str
+    modalities: int
+    seed: int
+
+    def run_dir(self, out: Path) -> Path:
+        """Its run directory under the grid's `out` (the inverse of `collect`)."""
+        return out / f"M{self.modalities}" / self.model / f"seed{self.seed}"
+
+
+def grid(
+    experiment: str, models: Sequence[str], modalities: Sequence[int], seeds: Sequence[int]
+) -> list[Cell]:
+    """Cells in the order they are run: all models for one seed before the next seed, so an
+    interrupted grid has complete seeds first."""
+    modalities = layout_of(experiment).fixed_modalities or modalities
+    return [Cell(experiment, m, k, s) for s in seeds for k in modalities for m in models]
+
+
+def collect(out: Path, experiment: str) -> dict[Cell, dict]:
+    """Metrics of every complete cell under `out`."""
+    results = {}
+    for path in sorted(out.glob("M*/*/seed*/eval/metrics.json")):
+        seed_dir = path.parent.parent
+        cell = Cell(
+            experiment,
+            seed_dir.parent.name,
+            int(seed_dir.parent.parent.name[1:]),
+            int(seed_dir.name[4:]),
+        )
+        results[cell] = json.loads(path.read_text())
+    return results
+
+
+def cell_config(cell: Cell, budget: str, out: Path, overrides: dict[str, Any] | None = None) -> Any:
+    """The TrainConfig of a cell: the paper's preset, the budget's reductions, then overrides."""
+    from dmvae.training import TrainConfig
+
+    if budget not in BUDGETS:
+        raise ConfigError(f"unknown budget {budget!r}: choose one of {list(BUDGETS)}")
+    settings = dict(QUICK[(cell.experiment, cell.model)]) if budget == "quick" else {}
+    settings.update(overrides or {})
+    config = TrainConfig.from_preset(cell.experiment, cell.model, **settings)
+    config.data.modalities = cell.modalities
+    config.seed = cell.seed
+    config.out = str(cell.run_dir(out))
+    return config
+
+
+def evaluation_settings(experiment: str, budget: str) -> dict[str, Any]:
+    """What each cell is scored on: Figure 3 for paired MNIST, Tables 1-3 for MNIST-SVHN."""
+    return {
+        "metrics": list(layout_of(experiment).metrics),
+        "fid_features": "classifier" if budget == "quick" else "inception",
+        "all_subsets": False,
+    }

@@ -1,0 +1,65 @@
+"""Everything in a reproduction that depends on the experiment, in one frozen record each, so
+that the rest of the package (and the experiment registry) looks it up instead of comparing
+experiment names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dmvae.errors import ConfigError
+from dmvae.reproduce.figure import draw_figure3
+from dmvae.reproduce.mnist_svhn import mnist_svhn_report
+from dmvae.reproduce.paired_mnist import paired_mnist_report
+from dmvae.reproduce.summary import Results
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure drawn beside report.md and linked at the end of the report's body."""
+
+    title: str
+    file: str
+    draw: Callable[[Results, Path], bool]
+    """Draws the figure of these results to a path; False when there is nothing to draw."""
+
+
+@dataclass(frozen=True)
+class ReportLayout:
+    """How one experiment's grid is laid out, scored and reported."""
+
+    name: str
+    metrics: tuple[str, ...]
+    """What evaluate_run scores each cell on."""
+    write: Callable[[Results, str], str]
+    """The report's body from the complete cells and the header."""
+    fixed_modalities: tuple[int, ...] | None = None
+    """The modality counts of every grid; None: the ones asked for."""
+    figure: Figure | None = None
+
+
+LAYOUTS: dict[str, ReportLayout] = {
+    layout.name: layout
+    for layout in (
+        ReportLayout(
+            "paired-mnist",
+            metrics=("coherence", "latent", "fid", "grids"),
+            write=paired_mnist_report,
+            figure=Figure("Figure 3", "figure3.png", draw_figure3),
+        ),
+        ReportLayout(
+            "mnist-svhn",
+            metrics=("coherence", "latent", "gmm", "joint", "fid", "grids"),
+            write=mnist_svhn_report,
+            fixed_modalities=(2,),
+        ),
+    )
+}
+
+
+def layout_of(experiment: str) -> ReportLayout:
+    """The layout of an experiment, or a ConfigError that lists the known ones."""
+    if experiment not in LAYOUTS:
+        raise ConfigError(f"unknown experiment {experiment!r}: choose one of {list(LAYOUTS)}")
+    return LAYOUTS[experiment]

@@ -38,10 +38,14 @@ def test_grid_order_budget_and_overrides(tmp_path):
     cell = rp.Cell("paired-mnist", "mmvae", 4, 3)
     paper = rp.cell_config(cell, "paper", tmp_path)
     quick = rp.cell_config(cell, "quick", tmp_path, {"lr": 0.5})
-    assert paper.epochs == 30 and paper.model_config["K"] == 30
-    assert quick.model_config["K"] == rp.QUICK[("paired-mnist", "mmvae")]["model_config.K"]
-    assert quick.lr == 0.5 and quick.data.modalities == 4 and quick.seed == 3
-    assert quick.out == str(tmp_path / "M4" / "mmvae" / "seed3")
+    assert paper.train.epochs == 30 and paper.model_config.K == 30
+    assert quick.model_config.K == rp.QUICK[("paired-mnist", "mmvae")]["model.K"]
+    assert quick.train.lr == 0.5 and quick.data.modalities == 4 and quick.train.seed == 3
+    assert quick.train.out == str(tmp_path / "M4" / "mmvae" / "seed3")
+    svhn = rp.cell_config(rp.Cell("mnist-svhn", "mvae", 2, 0), "quick", tmp_path)
+    assert svhn.train.epochs == 3 and not hasattr(svhn.data, "modalities")
+    with pytest.raises(ConfigError, match="has no reproduction report"):
+        rp.grid("folder", ["mvae"], [2], [0])
     with pytest.raises(ConfigError, match="unknown budget"):
         rp.cell_config(cell, "tiny", tmp_path)
 

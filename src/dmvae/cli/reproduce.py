@@ -7,13 +7,12 @@ import shlex
 import sys
 from typing import Any
 
-from dmvae.experiments import EXPERIMENTS
 from dmvae.models import MODELS
 from dmvae.settings import parse_assignments as parse_settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from dmvae.reproduce import BUDGETS
+    from dmvae.reproduce import BUDGETS, reproducible
 
     p = sub.add_parser(
         "reproduce",
@@ -23,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "then write DIR/report.md. Run it again with more --seeds to extend the grid."
         ),
     )
-    p.add_argument("experiment", choices=EXPERIMENTS)
+    p.add_argument("experiment", choices=reproducible())
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     p.add_argument(
         "--modalities", nargs="+", type=int, default=[2, 3, 4, 5], help="paired MNIST: M values"

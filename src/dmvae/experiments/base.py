@@ -39,8 +39,9 @@ class Experiment:
 
     name: str = ""
     data_config: type = NoData
-    # The reproduce report layout (`dmvae.reproduce`) of a paper experiment; None for others.
-    report: str | None = None
+    # How `dmvae reproduce` lays out, scores and reports a grid (`ReportLayout`, the paper's
+    # experiments); None for the others.
+    report: Any = None
 
     def modalities(self, data: Any) -> tuple[str, ...]:
         raise NotImplementedError

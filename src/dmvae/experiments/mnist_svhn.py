@@ -17,6 +17,7 @@ from dmvae.errors import ConfigError
 from dmvae.experiments.base import Experiment, register_experiment
 from dmvae.experiments.paired_mnist import digit_classifiers
 from dmvae.likelihoods import Likelihood
+from dmvae.reproduce import layouts
 
 MODALITIES = ("mnist", "svhn")
 
@@ -42,7 +43,7 @@ class MNISTSVHNData:
 class MNISTSVHN(Experiment):
     name = "mnist-svhn"
     data_config = MNISTSVHNData
-    report = "mnist-svhn"
+    report = layouts.MNIST_SVHN
 
     def modalities(self, data: MNISTSVHNData) -> tuple[str, ...]:
         return MODALITIES

@@ -16,6 +16,7 @@ from dmvae.data.sources import resolve_data_root
 from dmvae.errors import ConfigError
 from dmvae.experiments.base import Experiment, register_experiment
 from dmvae.likelihoods import Likelihood
+from dmvae.reproduce import layouts
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class PairedMNISTData:
 class PairedMNIST(Experiment):
     name = "paired-mnist"
     data_config = PairedMNISTData
-    report = "paired-mnist"
+    report = layouts.PAIRED_MNIST
 
     def modalities(self, data: PairedMNISTData) -> tuple[str, ...]:
         return tuple(f"m{k}" for k in range(data.modalities))

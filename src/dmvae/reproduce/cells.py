@@ -7,27 +7,30 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dmvae.errors import ConfigError
 from dmvae.reproduce.layouts import layout_of
 
+if TYPE_CHECKING:
+    from dmvae.config import RunConfig
+
 BUDGETS = ("quick", "paper")
 
 # Reduced schedules for a 2-core CPU (docs/results.md says how they were chosen). Everything not
-# named here keeps the paper's value (experiments.PRESETS).
+# named here keeps the paper's value (each model's presets, `dmvae.models`).
 QUICK: dict[tuple[str, str], dict[str, Any]] = {
     ("paired-mnist", "dmvae"): {
         "epochs": 12,
         "batch_size": 256,
         "anneal_epochs": 2,
-        "model_config.disc_width": 125,
+        "model.disc_width": 125,
     },
     ("paired-mnist", "mvae"): {"epochs": 12, "batch_size": 256, "anneal_epochs": 2},
-    ("paired-mnist", "mmvae"): {"epochs": 5, "model_config.K": 1},
-    ("mnist-svhn", "dmvae"): {"epochs": 3, "anneal_epochs": 1, "model_config.disc_width": 125},
+    ("paired-mnist", "mmvae"): {"epochs": 5, "model.K": 1},
+    ("mnist-svhn", "dmvae"): {"epochs": 3, "anneal_epochs": 1, "model.disc_width": 125},
     ("mnist-svhn", "mvae"): {"epochs": 3, "anneal_epochs": 1},
-    ("mnist-svhn", "mmvae"): {"epochs": 1, "model_config.K": 1},
+    ("mnist-svhn", "mmvae"): {"epochs": 1, "model.K": 1},
 }
 
 
@@ -69,19 +72,20 @@ def collect(out: Path, experiment: str) -> dict[Cell, dict]:
     return results
 
 
-def cell_config(cell: Cell, budget: str, out: Path, overrides: dict[str, Any] | None = None) -> Any:
-    """The TrainConfig of a cell: the paper's preset, the budget's reductions, then overrides."""
-    from dmvae.training import TrainConfig
+def cell_config(
+    cell: Cell, budget: str, out: Path, overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """The run config of a cell: the paper's preset, the budget's reductions, then overrides."""
+    from dmvae.config import RunConfig
 
     if budget not in BUDGETS:
         raise ConfigError(f"unknown budget {budget!r}: choose one of {list(BUDGETS)}")
     settings = dict(QUICK[(cell.experiment, cell.model)]) if budget == "quick" else {}
     settings.update(overrides or {})
-    config = TrainConfig.from_preset(cell.experiment, cell.model, **settings)
-    config.data.modalities = cell.modalities
-    config.seed = cell.seed
-    config.out = str(cell.run_dir(out))
-    return config
+    settings.update({"train.seed": cell.seed, "train.out": str(cell.run_dir(out))})
+    if layout_of(cell.experiment).fixed_modalities is None:
+        settings["data.modalities"] = cell.modalities
+    return RunConfig.preset(cell.experiment, cell.model, settings)
 
 
 def evaluation_settings(experiment: str, budget: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""Everything in a reproduction that depends on the experiment, in one frozen record each, so
-that the rest of the package (and the experiment registry) looks it up instead of comparing
-experiment names."""
+"""Everything in a reproduction that depends on the experiment, in one frozen record each; the
+experiment objects carry theirs (`Experiment.report`), so the package looks it up instead of
+comparing experiment names."""
 
 from __future__ import annotations
 
@@ -39,27 +39,35 @@ class ReportLayout:
     figure: Figure | None = None
 
 
-LAYOUTS: dict[str, ReportLayout] = {
-    layout.name: layout
-    for layout in (
-        ReportLayout(
-            "paired-mnist",
-            metrics=("coherence", "latent", "fid", "grids"),
-            write=paired_mnist_report,
-            figure=Figure("Figure 3", "figure3.png", draw_figure3),
-        ),
-        ReportLayout(
-            "mnist-svhn",
-            metrics=("coherence", "latent", "gmm", "joint", "fid", "grids"),
-            write=mnist_svhn_report,
-            fixed_modalities=(2,),
-        ),
-    )
-}
+PAIRED_MNIST = ReportLayout(
+    "paired-mnist",
+    metrics=("coherence", "latent", "fid", "grids"),
+    write=paired_mnist_report,
+    figure=Figure("Figure 3", "figure3.png", draw_figure3),
+)
+MNIST_SVHN = ReportLayout(
+    "mnist-svhn",
+    metrics=("coherence", "latent", "gmm", "joint", "fid", "grids"),
+    write=mnist_svhn_report,
+    fixed_modalities=(2,),
+)
+
+
+def reproducible() -> list[str]:
+    """The registered experiments that have a report layout (the paper's)."""
+    from dmvae.experiments import EXPERIMENTS
+
+    return sorted(name for name, exp in EXPERIMENTS.items() if exp.report is not None)
 
 
 def layout_of(experiment: str) -> ReportLayout:
-    """The layout of an experiment, or a ConfigError that lists the known ones."""
-    if experiment not in LAYOUTS:
-        raise ConfigError(f"unknown experiment {experiment!r}: choose one of {list(LAYOUTS)}")
-    return LAYOUTS[experiment]
+    """The layout an experiment object carries, or a ConfigError that lists the ones that do."""
+    from dmvae.experiments import get_experiment
+
+    layout = get_experiment(experiment).report
+    if layout is None:
+        raise ConfigError(
+            f"experiment {experiment!r} has no reproduction report; `dmvae reproduce` runs "
+            f"{reproducible()} (train your own with `dmvae train`)"
+        )
+    return layout

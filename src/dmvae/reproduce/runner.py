@@ -31,9 +31,9 @@ def run_cell(
     from dmvae.training import CHECKPOINT, same_run, train
 
     config = cell_config(cell, budget, out, overrides)
-    config.device, config.progress = device, progress
+    config = config.override({"train.device": device, "train.progress": progress})
     run_dir = cell.run_dir(out)
-    if not same_run(run_dir, config.to_run_config()):
+    if not same_run(run_dir, config):
         raise ConfigError(
             f"{run_dir} holds a run with other settings (another budget or --set?); use a new "
             "--out or the settings it was started with"

@@ -58,8 +58,9 @@ class MeanVAEConfig:
 class MeanVAE(MultimodalVAE):
     """A toy model: the shared posterior is the mean of the experts' Gaussians."""
 
-    def __init__(self, encoders, decoders, likelihoods, config=None):
-        super().__init__(encoders, decoders, likelihoods, config or MeanVAEConfig())
+    config_class = MeanVAEConfig
+
+    def setup(self):
         self.shared_dim = self.config.latent_dim
 
     def encode(self, inputs, subset=None):

@@ -4,18 +4,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from dmvae import nets
 from dmvae.data.batch import MultimodalData
-from dmvae.data.pairing import PAIRING_SEED
-from dmvae.data.sources import resolve_data_root
 from dmvae.errors import ConfigError
-from dmvae.experiments.base import Experiment, register_experiment
-from dmvae.experiments.paired_mnist import digit_classifiers
+from dmvae.experiments.base import register_experiment
+from dmvae.experiments.digits import DigitExperiment, DigitFiles
 from dmvae.likelihoods import Likelihood
 from dmvae.reproduce import layouts
 
@@ -23,14 +20,11 @@ MODALITIES = ("mnist", "svhn")
 
 
 @dataclass(frozen=True)
-class MNISTSVHNData:
-    """`verify`: check the SVHN files' MD5 sums (torchvision's check)."""
+class MNISTSVHNData(DigitFiles):
+    """`dm`: pairs per image; `max_per_class`; `verify`: check the SVHN files' MD5 sums."""
 
-    root: str | None = None
-    download: bool = False
     dm: int = 20
     max_per_class: int = 10000
-    pairing_seed: int = PAIRING_SEED
     verify: bool = True
 
     def __post_init__(self) -> None:
@@ -40,7 +34,7 @@ class MNISTSVHNData:
             )
 
 
-class MNISTSVHN(Experiment):
+class MNISTSVHN(DigitExperiment):
     name = "mnist-svhn"
     data_config = MNISTSVHNData
     report = layouts.MNIST_SVHN
@@ -80,12 +74,6 @@ class MNISTSVHN(Experiment):
 
     def classifier_kinds(self, data: MNISTSVHNData) -> dict[str, str]:
         return {"mnist": "mnist", "svhn": "svhn"}
-
-    def classifiers(self, data: MNISTSVHNData, device: torch.device) -> dict[str, nn.Module]:
-        return digit_classifiers(self.classifier_kinds(data), self.data_root(data), device)
-
-    def data_root(self, data: MNISTSVHNData) -> Path:
-        return resolve_data_root(data.root)
 
 
 MNIST_SVHN = register_experiment(MNISTSVHN())

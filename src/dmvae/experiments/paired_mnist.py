@@ -4,30 +4,25 @@ modality with fresh Gaussian noise on the encoder input."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from dmvae import nets
 from dmvae.data.batch import MultimodalData
-from dmvae.data.pairing import PAIRING_SEED
-from dmvae.data.sources import resolve_data_root
 from dmvae.errors import ConfigError
-from dmvae.experiments.base import Experiment, register_experiment
+from dmvae.experiments.base import register_experiment
+from dmvae.experiments.digits import DigitExperiment, DigitFiles
 from dmvae.likelihoods import Likelihood
 from dmvae.reproduce import layouts
 
 
 @dataclass(frozen=True)
-class PairedMNISTData:
-    """`root`: the folder holding MNIST/raw (default $DMVAE_DATA, else the user cache)."""
+class PairedMNISTData(DigitFiles):
+    """`modalities`: M, 2 to 5. `noise_std`: the encoder inputs' Gaussian noise."""
 
-    root: str | None = None
-    download: bool = False
     modalities: int = 2
     noise_std: float = 1.0
-    pairing_seed: int = PAIRING_SEED
 
     def __post_init__(self) -> None:
         if not 2 <= self.modalities <= 5:
@@ -36,7 +31,7 @@ class PairedMNISTData:
             raise ConfigError(f"data.noise_std must be >= 0, got {self.noise_std}")
 
 
-class PairedMNIST(Experiment):
+class PairedMNIST(DigitExperiment):
     name = "paired-mnist"
     data_config = PairedMNISTData
     report = layouts.PAIRED_MNIST
@@ -73,22 +68,6 @@ class PairedMNIST(Experiment):
 
     def classifier_kinds(self, data: PairedMNISTData) -> dict[str, str]:
         return {m: "mnist" for m in self.modalities(data)}
-
-    def classifiers(self, data: PairedMNISTData, device: torch.device) -> dict[str, nn.Module]:
-        return digit_classifiers(self.classifier_kinds(data), self.data_root(data), device)
-
-    def data_root(self, data: PairedMNISTData) -> Path:
-        return resolve_data_root(data.root)
-
-
-def digit_classifiers(kinds: dict[str, str], root: Path, device: torch.device) -> dict:
-    """The cached MNIST / SVHN digit classifiers (trained on first use) per modality."""
-    from dmvae.evaluation.classifiers import load_classifier
-
-    loaded = {
-        k: load_classifier(k, root, device, train_if_missing=True) for k in set(kinds.values())
-    }
-    return {m: loaded[k] for m, k in kinds.items()}
 
 
 PAIRED_MNIST = register_experiment(PairedMNIST())

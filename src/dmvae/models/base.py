@@ -44,6 +44,9 @@ class MultimodalVAE(nn.Module):
     has_style: bool = False
     style_dim: int = 0
 
+    # The model's config dataclass (registered beside it); `config=None` means its defaults.
+    config_class: type | None = None
+
     def __init__(
         self,
         encoders: Mapping[str, nn.Module] | None = None,
@@ -52,11 +55,18 @@ class MultimodalVAE(nn.Module):
         config: Any = None,
     ) -> None:
         """A model built from one encoder, decoder and likelihood per modality (all the library's
-        models); one with a structure of its own passes none and sets `modalities` itself."""
+        models); one with a structure of its own passes none and sets `modalities` itself.
+        Subclasses build their own parts in `setup`, which runs last."""
         super().__init__()
+        if config is None and self.config_class is not None:
+            config = self.config_class()
         self.config = config
         if encoders is not None or decoders is not None or likelihoods is not None:
             self.set_networks(encoders or {}, decoders or {}, likelihoods or {})
+        self.setup()
+
+    def setup(self) -> None:
+        """Build what the model adds to its networks (dimensions, discriminators, priors)."""
 
     def check_subset(self, subset: Sequence[str] | None) -> tuple[str, ...]:
         names = self.modalities if subset is None else tuple(subset)

@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
 from dmvae.distributed import gather_batch
-from dmvae.likelihoods import Likelihood
 from dmvae.models.base import AuxiliaryUpdate, ContentSampler, MultimodalVAE, Style
 from dmvae.models.registry import ModelSpec, Preset, register_model
 from dmvae.nets import TCDiscriminator, release_init
@@ -99,14 +98,9 @@ class DMVAE(MultimodalVAE):
     name = "dmvae"
     has_style = True
 
-    def __init__(
-        self,
-        encoders: Mapping[str, nn.Module],
-        decoders: Mapping[str, nn.Module],
-        likelihoods: Mapping[str, Likelihood],
-        config: DMVAEConfig | None = None,
-    ) -> None:
-        super().__init__(encoders, decoders, likelihoods, config or DMVAEConfig())
+    config_class = DMVAEConfig
+
+    def setup(self) -> None:
         config = self.config
         self.style_dim, self.shared_dim = config.style_dim, config.content_dim
         self.beta = per_modality(config.beta, self.modalities, "beta")

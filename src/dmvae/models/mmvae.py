@@ -19,7 +19,6 @@ from torch import Tensor, nn
 
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
-from dmvae.likelihoods import Likelihood
 from dmvae.models.base import AuxiliaryUpdate, ContentSampler, MultimodalVAE, Style
 from dmvae.models.registry import ModelSpec, Preset, register_model
 
@@ -50,18 +49,12 @@ def laplace_scale(raw: Tensor) -> Tensor:
 class MMVAE(MultimodalVAE):
     name = "mmvae"
 
-    def __init__(
-        self,
-        encoders: Mapping[str, nn.Module],
-        decoders: Mapping[str, nn.Module],
-        likelihoods: Mapping[str, Likelihood],
-        config: MMVAEConfig | None = None,
-    ) -> None:
-        super().__init__(encoders, decoders, likelihoods, config or MMVAEConfig())
-        config = self.config
-        self.shared_dim = config.latent_dim
+    config_class = MMVAEConfig
+
+    def setup(self) -> None:
+        self.shared_dim = self.config.latent_dim
         self.prior_raw_scale = nn.Parameter(
-            torch.zeros(config.latent_dim), requires_grad=config.learn_prior
+            torch.zeros(self.config.latent_dim), requires_grad=self.config.learn_prior
         )
 
     def prior_scale(self) -> Tensor:

@@ -12,11 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
-from dmvae.likelihoods import Likelihood
 from dmvae.models.base import AuxiliaryUpdate, MultimodalVAE, Style
 from dmvae.models.registry import ModelSpec, Preset, register_model
 
@@ -42,14 +41,9 @@ class MVAEConfig:
 class MVAE(MultimodalVAE):
     name = "mvae"
 
-    def __init__(
-        self,
-        encoders: Mapping[str, nn.Module],
-        decoders: Mapping[str, nn.Module],
-        likelihoods: Mapping[str, Likelihood],
-        config: MVAEConfig | None = None,
-    ) -> None:
-        super().__init__(encoders, decoders, likelihoods, config or MVAEConfig())
+    config_class = MVAEConfig
+
+    def setup(self) -> None:
         self.shared_dim = self.config.latent_dim
 
     def _experts(self, inputs: Mapping[str, Tensor], names: Sequence[str]) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,40 @@
+"""What the paper's two digit experiments share: data files under one root folder, a pairing
+seed, and digit classifiers (trained once, cached) that score coherence and FID features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dmvae.data.pairing import PAIRING_SEED
+from dmvae.data.sources import resolve_data_root
+from dmvae.experiments.base import Experiment
+
+
+@dataclass(frozen=True)
+class DigitFiles:
+    """`root`: the folder holding MNIST/ (and SVHN/); default $DMVAE_DATA, else the user
+    cache. `download`: fetch missing files. `pairing_seed`: which pairs are drawn."""
+
+    root: str | None = None
+    download: bool = False
+    pairing_seed: int = PAIRING_SEED
+
+
+class DigitExperiment(Experiment):
+    def data_root(self, data: DigitFiles) -> Path:
+        return resolve_data_root(data.root)
+
+    def classifiers(self, data: DigitFiles, device: torch.device) -> dict[str, nn.Module]:
+        """The cached MNIST / SVHN classifier of each modality (trained on first use)."""
+        from dmvae.evaluation.classifiers import load_classifier
+
+        kinds = self.classifier_kinds(data)
+        root = self.data_root(data)
+        loaded = {
+            k: load_classifier(k, root, device, train_if_missing=True) for k in set(kinds.values())
+        }
+        return {m: loaded[k] for m, k in kinds.items()}

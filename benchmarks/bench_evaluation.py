@@ -22,12 +22,12 @@ import torch
 
 
 def epoch_seconds(run_dir: Path) -> float:
-    from dmvae import experiments
+    """Seconds of one training epoch of the run at the best samples/s its log reports."""
+    from dmvae.config import RunConfig
 
-    config = json.loads((run_dir / "config.json").read_text())
+    config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     rates = [json.loads(line)["samples_per_s"] for line in (run_dir / "log.jsonl").open()]
-    n = len(experiments.build_data(config, "train", "cpu"))
-    return n / max(rates)
+    return len(config.build_data("train", "cpu")) / max(rates)
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -87,11 +87,10 @@ def gmm_side_by_side(run_dir: Path) -> None:
     from sklearn.mixture import GaussianMixture
 
     from dmvae.evaluation.density import em, training_embeddings
-    from dmvae.experiments import build_data
     from dmvae.training import load_run
 
     model, config = load_run(run_dir, "cpu")
-    emb = training_embeddings(model, build_data(config, "train", "cpu"))
+    emb = training_embeddings(model, config.build_data("train", "cpu"))
     start = time.perf_counter()
     ours = em(emb, 100)
     ours_s = time.perf_counter() - start

@@ -5,50 +5,30 @@ the same networks and batch, with a trivial loss: for DMVAE the encoders, the de
 discriminators' passes (one training step of each D_m on joint + permuted samples, one pass
 with input gradients for the TC estimate); for MVAE one decode per ELBO term; for MMVAE
 M x M x K decodes. Both sides include the Adam step. A ratio near 1 means the objective adds
-little beyond the networks' own compute.
+little beyond the networks' own compute. The model side is `dmvae.training.TrainStep`, the
+trainer's own step (the loss, the discriminators' updates, Adam with the preset's lr and
+amsgrad).
 
-    python benchmarks/bench_models.py [--steps 5] [--threads 2]
+    python benchmarks/bench_models.py [--steps 5] [--threads 2] [--K 30] [--models dmvae mvae mmvae]
+        [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import time
+from collections.abc import Callable
 
 import torch
+from common import build_trainer, describe, synthetic_batch, timed
 
-from dmvae import experiments
-from dmvae.data.batch import make_batch
-from dmvae.training import TrainConfig
-
-
-def synthetic_batch(experiment: str, names: tuple[str, ...], n: int):
-    shapes = {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}
-    inputs = {m: torch.rand(n, *shapes.get(m, (1, 28, 28))) for m in names}
-    return make_batch(inputs, torch.randint(0, 10, (n,)))
+from dmvae.config import RunConfig
+from dmvae.data.batch import Batch
+from dmvae.models.base import MultimodalVAE
+from dmvae.training import TrainStep
 
 
-def timed(fn, steps: int) -> float:
-    fn()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - start) / steps
-
-
-def model_step(model, batch, optimizer):
-    def step():
-        terms = model.loss(batch, 1.0)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
-        return terms
-
-    return step
-
-
-def pin_subsets(model, count: int = 64) -> list[torch.Tensor]:
+def pin_subsets(model: MultimodalVAE, count: int = 64) -> list[torch.Tensor]:
     """MVAE draws random ELBO subsets every step; pin one sequence of draws that the model
     replays, so that its floor can replay the same one and both do the same work."""
     draws = [model.training_subsets(torch.device("cpu")) for _ in range(count)]
@@ -57,10 +37,12 @@ def pin_subsets(model, count: int = 64) -> list[torch.Tensor]:
     return draws
 
 
-def floor_step(name: str, model, batch, optimizer, k: int):
+def floor_step(
+    model: MultimodalVAE, batch: Batch, optimizer: torch.optim.Optimizer
+) -> Callable[[], None]:
     """Bare network passes with a trivial loss, sized as the objective needs them (for MVAE,
-    after `pin_subsets`, on the same subsets the model replays)."""
-    names = model.modalities
+    after `pin_subsets`, on the same subsets the model replays), and `optimizer`'s step."""
+    name, names = model.name, model.modalities
     n = len(batch)
     draws = itertools.cycle(pin_subsets(model)) if name == "mvae" else None
 
@@ -70,9 +52,9 @@ def floor_step(name: str, model, batch, optimizer, k: int):
             return 1
         if name == "mvae":
             return int(subsets[:, k_mod].sum())
-        return len(names) * k
+        return len(names) * model.config.K
 
-    def step():
+    def step() -> None:
         subsets = next(draws) if name == "mvae" else None
         total = 0.0
         latents = {}
@@ -104,32 +86,28 @@ def floor_step(name: str, model, batch, optimizer, k: int):
     return step
 
 
-def bench(experiment: str, model_name: str, modalities: int, steps: int, k: int) -> None:
-    cfg = TrainConfig.from_preset(experiment, model_name, **{"data.modalities": modalities})
-    if model_name == "mmvae":
-        cfg.model_config["K"] = k
-    run = cfg.to_run_config()
-    torch.manual_seed(0)
-    model = experiments.build_model(run).train()
-    batch = synthetic_batch(experiment, model.modalities, cfg.batch_size)
-    optimizer = torch.optim.Adam(model.main_parameters(), lr=1e-4)
-    floor = floor_step(model_name, model, batch, optimizer, k)  # pins MVAE's subsets first
-    t_model = timed(model_step(model, batch, optimizer), steps)
+def bench(config: RunConfig, steps: int) -> None:
+    """Print samples/s of the training step (`TrainStep`) and of its floor on one batch."""
+    model, step = build_trainer(config)
+    bs = config.train.batch_size
+    batch = synthetic_batch(model.modalities, bs)
+    floor = floor_step(model, batch, step.optimizers["main"])  # pins MVAE's subsets first
+    t_model = timed(lambda: step(batch, 1.0), steps)
     t_floor = timed(floor, steps)
-    label = f"{model_name:6s} {experiment:12s} M={len(model.modalities)} batch={cfg.batch_size}"
-    if model_name == "mmvae":
-        label += f" K={k}"
     print(
-        f"{label}: {cfg.batch_size / t_model:8.0f} samples/s, floor {cfg.batch_size / t_floor:8.0f}"
+        f"{describe(config)}: {bs / t_model:8.0f} samples/s, floor {bs / t_floor:8.0f}"
         f" samples/s, floor ratio {t_model / t_floor:.2f}"
     )
-    if model_name == "dmvae":
-        share = discriminator_share(model, batch, steps, t_model)
+    if config.model == "dmvae":
+        share = discriminator_share(model, step, batch, steps, t_model)
         print(f"       DMVAE discriminators' share of a step: {share:.0%}")
 
 
-def discriminator_share(model, batch, steps: int, t_step: float) -> float:
-    """Share of a DMVAE step taken by its discriminators' passes, timed on the same sizes.
+def discriminator_share(
+    model: MultimodalVAE, step: TrainStep, batch: Batch, steps: int, t_step: float
+) -> float:
+    """Share of a DMVAE step taken by its discriminators' passes, timed on the same sizes with
+    the step's own discriminator optimiser.
 
     Per modality: one training step of D_m on joint + permuted samples of the half of the batch
     whose subset A holds m, then a forward and an input-gradient backward for the TC estimate.
@@ -137,9 +115,9 @@ def discriminator_share(model, batch, steps: int, t_step: float) -> float:
     half = len(batch) // 2
     s = torch.randn(half, model.style_dim, requires_grad=True)
     c = torch.randn(half, model.shared_dim)
-    opt = model.auxiliary_optimizers()["discriminators"]
+    opt = step.optimizers["discriminators"]
 
-    def passes():
+    def passes() -> None:
         for d in model.discriminators.values():
             logits = d(torch.cat([s.detach(), s.detach().flip(0)]), torch.cat([c, c]))
             opt.zero_grad(set_to_none=True)
@@ -157,12 +135,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--K", type=int, default=30, help="MMVAE samples per expert")
+    parser.add_argument("--models", nargs="+", default=["dmvae", "mvae", "mmvae"])
+    parser.add_argument("--quick", action="store_true", help="paired MNIST M = 2 only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, CPU")
-    for experiment, m in [("paired-mnist", 5), ("mnist-svhn", 2)]:
-        for name in ("dmvae", "mvae", "mmvae"):
-            bench(experiment, name, m, args.steps, args.K)
+    if args.quick:
+        cases = [("paired-mnist", {"data.modalities": 2})]
+    else:
+        cases = [("paired-mnist", {"data.modalities": 5}), ("mnist-svhn", {})]
+    for experiment, overrides in cases:
+        for name in args.models:
+            extra = {"model.K": args.K} if name == "mmvae" else {}
+            bench(RunConfig.preset(experiment, name, {**overrides, **extra}), args.steps)
 
 
 if __name__ == "__main__":

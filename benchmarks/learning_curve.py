@@ -2,9 +2,11 @@
 coherence on noisy test tuples and a linear probe of the shared latent.
 
 Used to choose `dmvae reproduce --budget quick` (docs/results.md). Settings are `KEY=VALUE`
-overrides of the paper's preset, as in `dmvae train --set`.
+overrides of the paper's preset, as in `dmvae train --set`; every step is `TrainStep`, the
+trainer's own step.
 
     python benchmarks/learning_curve.py dmvae 2 4 batch_size=256 lr=0.001 anneal_epochs=5
+    python benchmarks/learning_curve.py dmvae 2 1 --train-size 2048 --test-size 500  # smoke test
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ import argparse
 import time
 
 import torch
+from common import build_trainer, content_scores
 
-from dmvae import experiments
-from dmvae.cli.train import parse_value
+from dmvae.config import RunConfig
 from dmvae.data.sources import resolve_data_root
 from dmvae.evaluation.classifiers import load_classifier
-from dmvae.evaluation.coherence import conditional_coherence, summarise
-from dmvae.evaluation.latent import embeddings, linear_probe_accuracy
 from dmvae.objectives import kl_anneal_weight
-from dmvae.training import TrainConfig
+from dmvae.settings import parse_assignments
+
+PROBE_TRAIN = 5000
 
 
 def main() -> None:
@@ -31,43 +33,29 @@ def main() -> None:
     parser.add_argument("epochs", type=int)
     parser.add_argument("settings", nargs="*", metavar="KEY=VALUE")
     parser.add_argument("--test-size", type=int, default=2000)
+    parser.add_argument("--train-size", type=int, help="train on the first N tuples only")
     args = parser.parse_args()
-    config = TrainConfig.from_preset("paired-mnist", args.model)
-    config.data.modalities = args.modalities
-    for item in args.settings:
-        key, _, value = item.partition("=")
-        config.set(key, parse_value(value))
-    run = config.to_run_config()
-    torch.manual_seed(config.seed)
-    train = experiments.build_data(run, "train")
-    test = experiments.build_data(run, "test").subset(torch.arange(args.test_size))
-    probe_train = train.subset(torch.arange(5000))
-    model = experiments.build_model(run)
-    optimizer = torch.optim.Adam(model.main_parameters(), lr=config.lr, amsgrad=config.amsgrad)
+    overrides = {"data.modalities": args.modalities, **parse_assignments(args.settings)}
+    config = RunConfig.preset("paired-mnist", args.model, overrides)
+    t = config.train
+    train = config.build_data("train")
+    if args.train_size is not None:
+        train = train.subset(torch.arange(args.train_size))
+    test = config.build_data("test").subset(torch.arange(args.test_size))
+    probe_train = train.subset(torch.arange(min(PROBE_TRAIN, len(train))))
+    model, train_step = build_trainer(config, t.seed)
     mnist = load_classifier("mnist", resolve_data_root(config.data.root))
-    classifiers = {m: mnist for m in model.modalities}
-    generator = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = train.num_batches(config.batch_size)
-    anneal = round(config.anneal_epochs * steps_per_epoch)
+    generator = torch.Generator().manual_seed(t.seed)
+    anneal = round(t.anneal_epochs * train.num_batches(t.batch_size, t.drop_last))
     step, start = 0, time.perf_counter()
     print(f"{args.model} M={args.modalities} {args.settings}", flush=True)
     for epoch in range(1, args.epochs + 1):
         model.train()
-        for batch in train.batches(config.batch_size, generator=generator):
-            loss = model.loss(batch, kl_anneal_weight(step, anneal))["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        for batch in train.batches(t.batch_size, generator=generator, drop_last=t.drop_last):
+            train_step(batch, kl_anneal_weight(step, anneal))
             step += 1
         model.eval()
-        per_map = conditional_coherence(
-            model, test, classifiers, all_subsets=False, generator=generator, progress=False
-        )
-        loo = summarise(per_map, model.modalities)["leave_one_out_mean"]
-        names = tuple(model.modalities)
-        probe = linear_probe_accuracy(
-            *embeddings(model, probe_train, names), *embeddings(model, test, names)
-        )
+        probe, loo = content_scores(model, probe_train, test, mnist, generator)
         print(
             f"epoch {epoch}: {time.perf_counter() - start:.0f} s, leave-one-out coherence "
             f"{100 * loo:.1f} %, linear probe {100 * probe:.1f} %",

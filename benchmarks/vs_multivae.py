@@ -3,10 +3,11 @@
 Both libraries train MVAE and MMVAE on the same networks (the paper's architectures; MultiVae
 gets them wrapped as pythae encoders/decoders), the same batch size, Laplace likelihood and
 data: real paired MNIST with M = 2 and 5, and MNIST-SVHN shapes on synthetic tensors. MultiVae
-is fed by a DataLoader over its own data set, as its trainer does; dmvae gathers batches by
-index from tensors. Each configuration is timed for `--steps` steps after one warm-up step,
-the two libraries alternating so that machine load hits both alike. The dmvae floor (bare
-network passes of the objective, benchmarks/bench_models.py) is printed beside it.
+is fed by a DataLoader over its own data set and steps a plain Adam, as its trainer does; dmvae
+gathers batches by index from tensors and steps with `TrainStep`, its trainer's own step. Each
+configuration is timed for `--steps` steps after one warm-up step, the two libraries
+alternating so that machine load hits both alike. The dmvae floor (bare network passes of the
+objective, benchmarks/bench_models.py) is printed beside it.
 
     pip install -e ".[bench]"
     python benchmarks/vs_multivae.py [--steps 5] [--threads 2] [--quick]
@@ -17,22 +18,22 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import torch
+from bench_models import floor_step
+from common import build_trainer, describe
 from torch import nn
 
-from dmvae import experiments
+from dmvae.config import RunConfig
 from dmvae.data.batch import MultimodalData
-from dmvae.training import TrainConfig
-
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_models import floor_step  # noqa: E402
+from dmvae.experiments import get_experiment
+from dmvae.training import TrainStep
 
 
-def multivae_modules():
+def multivae_modules() -> tuple[type, type]:
+    """Wrappers that make our encoder and decoder networks pythae ones, for MultiVae."""
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn.base_architectures import BaseDecoder, BaseEncoder
 
@@ -60,23 +61,26 @@ def multivae_modules():
     return Encoder, Decoder
 
 
-def build_multivae(name: str, config: TrainConfig, names: tuple[str, ...], k: int):
+def build_multivae(config: RunConfig) -> nn.Module:
+    """MultiVae's MVAE or MMVAE on the networks `config` builds for our model (fresh copies)."""
     from multivae.models import MMVAE, MVAE, MMVAEConfig, MVAEConfig
 
     Encoder, Decoder = multivae_modules()
-    latent = config.model_config["latent_dim"]
-    encoders, decoders = experiments.networks(config.experiment, names, latent)
+    latent = config.model_config.latent_dim
+    experiment = get_experiment(config.experiment)
+    names = experiment.modalities(config.data)
+    encoders, decoders = experiment.networks(config.data, latent)
     common = dict(
         n_modalities=len(names),
         latent_dim=latent,
         decoders_dist={m: "laplace" for m in names},
-        decoder_dist_params={m: {"scale": config.likelihood_scale} for m in names},
+        decoder_dist_params={m: {"scale": config.train.likelihood_scale} for m in names},
     )
-    if name == "mvae":
+    if config.model == "mvae":
         cfg = MVAEConfig(**common, k=1 if len(names) > 2 else 0, warmup=1)
         cls = MVAE
     else:
-        cfg = MMVAEConfig(**common, K=k, loss="dreg_looser", learn_prior=True)
+        cfg = MMVAEConfig(**common, K=config.model_config.K, loss="dreg_looser", learn_prior=True)
         cls = MMVAE
     return cls(
         cfg,
@@ -86,12 +90,14 @@ def build_multivae(name: str, config: TrainConfig, names: tuple[str, ...], k: in
 
 
 def real_paired_mnist(modalities: int, device: str = "cpu") -> MultimodalData:
-    cfg = TrainConfig.from_preset("paired-mnist", "mvae", **{"data.modalities": modalities})
-    cfg.data.noise_std = 0.0  # MultiVae reconstructs its inputs; both libraries see the same
-    return experiments.build_data(cfg.to_run_config(), "train", device)
+    """Paired MNIST without input noise: MultiVae reconstructs its inputs, so both libraries
+    see the same tuples."""
+    overrides = {"data.modalities": modalities, "data.noise_std": 0.0}
+    return RunConfig.preset("paired-mnist", "mvae", overrides).build_data("train", device)
 
 
 def synthetic_mnist_svhn(n: int = 20000) -> MultimodalData:
+    """`n` random uint8 MNIST- and SVHN-shaped image pairs with random labels."""
     g = torch.Generator().manual_seed(0)
     images = {
         "mnist": torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8),
@@ -101,22 +107,24 @@ def synthetic_mnist_svhn(n: int = 20000) -> MultimodalData:
     return MultimodalData(images, index, torch.randint(0, 10, (n,), generator=g))
 
 
-def dmvae_stepper(model, data: MultimodalData, batch_size: int, optimizer):
+def dmvae_stepper(
+    train_step: TrainStep, data: MultimodalData, batch_size: int
+) -> Callable[[], None]:
+    """Our side: `TrainStep` (the trainer's own step) on the next batch gathered by index."""
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
     batches = itertools.cycle(range(len(data) // batch_size))
 
-    def step():
+    def step() -> None:
         k = next(batches)
-        batch = data.batch(order[k * batch_size : (k + 1) * batch_size])
-        loss = model.loss(batch, 1.0)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(data.batch(order[k * batch_size : (k + 1) * batch_size]), 1.0)
 
     return step
 
 
-def multivae_stepper(model, data: MultimodalData, batch_size: int, optimizer):
+def multivae_stepper(
+    model: nn.Module, data: MultimodalData, batch_size: int, optimizer: torch.optim.Optimizer
+) -> Callable[[], None]:
+    """MultiVae's side: its DataLoader, its loss and a plain Adam step, as its trainer does."""
     from multivae.data.datasets import MultimodalBaseDataset
     from torch.utils.data import DataLoader
 
@@ -125,7 +133,7 @@ def multivae_stepper(model, data: MultimodalData, batch_size: int, optimizer):
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True)
     batches = iter(loader)
 
-    def step():
+    def step() -> None:
         nonlocal batches
         try:
             inputs = next(batches)
@@ -140,7 +148,7 @@ def multivae_stepper(model, data: MultimodalData, batch_size: int, optimizer):
     return step
 
 
-def time_alternating(steppers: dict, steps: int) -> dict[str, float]:
+def time_alternating(steppers: dict[str, Callable[[], None]], steps: int) -> dict[str, float]:
     """Seconds per step of each stepper, run in turns after one warm-up step each."""
     for step in steppers.values():
         step()
@@ -154,32 +162,30 @@ def time_alternating(steppers: dict, steps: int) -> dict[str, float]:
 
 
 def bench(experiment: str, name: str, data: MultimodalData, k: int, steps: int) -> None:
-    cfg = TrainConfig.from_preset(experiment, name, **{"data.modalities": len(data.modalities)})
+    """Print samples/s of both libraries on `data` and our floor ratio."""
+    overrides = {"data.modalities": len(data.modalities)} if experiment == "paired-mnist" else {}
     if name == "mmvae":
-        cfg.model_config.update(K=k, estimator="dreg")
-    bs = cfg.batch_size
-    torch.manual_seed(0)
-    ours = experiments.build_model(cfg.to_run_config()).train()
-    theirs = build_multivae(name, cfg, tuple(data.modalities), k).train()
-    opt_ours = torch.optim.Adam(ours.main_parameters(), lr=1e-4, amsgrad=cfg.amsgrad)
-    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=1e-4, amsgrad=cfg.amsgrad)
+        overrides.update({"model.K": k, "model.estimator": "dreg"})
+    config = RunConfig.preset(experiment, name, overrides)
+    t = config.train
+    bs = t.batch_size
+    ours, train_step = build_trainer(config)
+    theirs = build_multivae(config).train()
+    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=t.lr, amsgrad=t.amsgrad)
     batch = data.batch(torch.arange(bs))
     times = time_alternating(
         {
-            "dmvae": dmvae_stepper(ours, data, bs, opt_ours),
+            "dmvae": dmvae_stepper(train_step, data, bs),
             "multivae": multivae_stepper(theirs, data, bs, opt_theirs),
-            "floor": floor_step(name, ours, batch, opt_ours, k),
+            "floor": floor_step(ours, batch, train_step.optimizers["main"]),
         },
         steps,
     )
-    label = f"{name:5s} {experiment:12s} M={len(data.modalities)} batch={bs}"
-    if name == "mmvae":
-        label += f" K={k}"
     ours_sps, theirs_sps = bs / times["dmvae"], bs / times["multivae"]
     floor = times["dmvae"] / times["floor"]
     print(
-        f"{label}: dmvae {ours_sps:7.0f} samples/s, multivae {theirs_sps:7.0f} samples/s, "
-        f"speed ratio {ours_sps / theirs_sps:.2f}x, floor ratio {floor:.2f}",
+        f"{describe(config)}: dmvae {ours_sps:7.0f} samples/s, multivae {theirs_sps:7.0f} "
+        f"samples/s, speed ratio {ours_sps / theirs_sps:.2f}x, floor ratio {floor:.2f}",
         flush=True,
     )
 

@@ -40,7 +40,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"{', '.join(sorted(EXPERIMENTS))} (default paired-mnist), or your own as "
         "'package.module:attribute' or 'file.py:attribute'",
     )
-    p.add_argument("--model", choices=sorted(MODELS), help="default dmvae")
+    p.add_argument(
+        "--model",
+        help=f"{', '.join(sorted(MODELS))} (default dmvae), or one your experiment's module "
+        "registers",
+    )
     p.add_argument("--config", metavar="FILE", help="a run file (.toml or .json)")
     p.add_argument("--modalities", type=int, help="paired MNIST: number of modalities (2-5)")
     p.add_argument("--epochs", type=int)

@@ -1,0 +1,79 @@
+"""What the benchmark scripts share: the model of a run config with the `TrainStep` that trains
+it (the trainer's own step), synthetic batches, a step timer and the content scores of a model.
+
+The scripts import it as `common`: `python benchmarks/NAME.py` puts this folder on sys.path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from dmvae.config import RunConfig
+from dmvae.data.batch import Batch, MultimodalData, make_batch
+from dmvae.evaluation.coherence import conditional_coherence, summarise
+from dmvae.evaluation.latent import embeddings, linear_probe_accuracy
+from dmvae.experiments import get_experiment
+from dmvae.models.base import MultimodalVAE
+from dmvae.training import TrainStep
+
+SHAPES = {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}
+
+
+def build_trainer(config: RunConfig, seed: int = 0) -> tuple[MultimodalVAE, TrainStep]:
+    """The model of `config` in train mode (initialised from `seed`) and the `TrainStep` that
+    trains it as `dmvae train` does: the config's lr, amsgrad and amp."""
+    torch.manual_seed(seed)
+    model = config.build_model().train()
+    t = config.train
+    return model, TrainStep(model, lr=t.lr, amsgrad=t.amsgrad, amp=t.amp)
+
+
+def describe(config: RunConfig) -> str:
+    """What a benchmark line measured: model, experiment, M, batch size (and MMVAE's K)."""
+    m = len(get_experiment(config.experiment).modalities(config.data))
+    label = f"{config.model:6s} {config.experiment:12s} M={m} batch={config.train.batch_size}"
+    if config.model == "mmvae":
+        label += f" K={config.model_config.K}"
+    return label
+
+
+def synthetic_batch(names: Sequence[str], n: int) -> Batch:
+    """`n` random images per modality (MNIST shapes unless the name says SVHN) and labels."""
+    inputs = {m: torch.rand(n, *SHAPES.get(m, (1, 28, 28))) for m in names}
+    return make_batch(inputs, torch.randint(0, 10, (n,)))
+
+
+def timed(fn: Callable[[], object], steps: int) -> float:
+    """Seconds per call of `fn` over `steps` calls, after one warm-up call."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - start) / steps
+
+
+def content_scores(
+    model: MultimodalVAE,
+    probe_train: MultimodalData,
+    test: MultimodalData,
+    classifier: torch.nn.Module,
+    generator: torch.Generator,
+) -> tuple[float, float]:
+    """Linear-probe accuracy of the shared latent (fitted on `probe_train`, scored on `test`)
+    and leave-one-out coherence on `test` judged by `classifier`, both in [0, 1]."""
+    names = tuple(model.modalities)
+    probe = linear_probe_accuracy(
+        *embeddings(model, probe_train, names), *embeddings(model, test, names)
+    )
+    per_map = conditional_coherence(
+        model,
+        test,
+        {m: classifier for m in names},
+        all_subsets=False,
+        generator=generator,
+        progress=False,
+    )
+    return probe, summarise(per_map, names)["leave_one_out_mean"]

@@ -1,4 +1,4 @@
-"""The paper's encoders and decoders (SPEC.md, Architectures).
+"""The paper's encoders and decoders (docs/protocol.md, "Architectures").
 
 Every encoder maps a batch of images to the mean and log-variance of one Gaussian over
 `latent_dim` dimensions. DMVAE reads the first `style_dim` of them as the style head and the rest

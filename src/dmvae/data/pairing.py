@@ -1,4 +1,4 @@
-"""Pairing rules of the two benchmarks (SPEC.md, Data), as pure functions of label arrays, and
+"""Pairing rules of the two benchmarks (docs/protocol.md, "Data pairing"), as pure functions of label arrays, and
 an index-file cache that never serves a file built from other parameters or other data."""
 
 from __future__ import annotations

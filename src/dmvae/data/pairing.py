@@ -1,5 +1,6 @@
-"""Pairing rules of the two benchmarks (docs/protocol.md, "Data pairing"), as pure functions of label arrays, and
-an index-file cache that never serves a file built from other parameters or other data."""
+"""Pairing rules of the two benchmarks (docs/protocol.md, "Data pairing"), as pure functions of
+label arrays, and an index-file cache that never serves a file built from other parameters or
+other data."""
 
 from __future__ import annotations
 

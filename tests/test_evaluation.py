@@ -11,9 +11,11 @@ from torch import Tensor, nn
 
 from dmvae import nets
 from dmvae.data.batch import MultimodalData
-from dmvae.errors import CheckpointError, DataError, DmvaeError
+from dmvae.errors import CheckpointError, ConfigError, DataError, DmvaeError
 from dmvae.evaluation import classifiers as clf
 from dmvae.evaluation import coherence as coh
+from dmvae.evaluation import suite
+from dmvae.evaluation.context import EvalContext
 from dmvae.evaluation.density import GMMSampler, em, training_embeddings
 from dmvae.evaluation.fid import (
     ClassifierFeatures,
@@ -23,6 +25,7 @@ from dmvae.evaluation.fid import (
 )
 from dmvae.evaluation.latent import embeddings, latent_accuracy
 from dmvae.evaluation.report import metrics_markdown, save_conditional_grid
+from dmvae.evaluation.suite import METRICS, EvalSettings, evaluate_run, schedule
 from dmvae.likelihoods import Likelihood
 from dmvae.models.base import MultimodalVAE
 from dmvae.models.mvae import MVAE, MVAEConfig
@@ -345,3 +348,88 @@ def test_probe_and_gmm_embeddings_of_noisy_data_are_seeded():
     other = embeddings(model, data, ("a", "b"), seed=2)[0]
     assert np.array_equal(first, second) and not np.array_equal(first, other)
     assert torch.equal(training_embeddings(model, data), training_embeddings(model, data))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("metrics", ["coherence", "latnt"], r"unknown metric 'latnt': choose from 'coherence'"),
+        ("fid_features", "kid", r"unknown fid_features 'kid': choose from 'inception', "),
+        ("style", "mean", r"unknown style 'mean': choose from 'prior', 'posterior', None"),
+        ("num_samples", 0, r"num_samples=0 is invalid: use an integer >= 1"),
+        ("batch_size", 2.5, r"batch_size=2.5 is invalid"),
+        ("max_test", -1, r"max_test=-1 is invalid: use an integer >= 1 or None"),
+        ("num_real", 1, r"num_real=1 is invalid: use an integer >= 2 or None"),
+    ],
+)
+def test_eval_settings_name_the_bad_value_and_the_choices(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        EvalSettings(**{field: value})
+
+
+def test_eval_settings_defaults_and_metric_order():
+    default = EvalSettings()
+    assert default.metrics == tuple(METRICS) == EvalSettings(metrics=[]).metrics
+    assert EvalSettings(metrics="fid").metrics == ("fid",)
+    assert list(METRICS) == ["coherence", "latent", "gmm", "joint", "fid", "grids"]
+
+
+def test_schedule_runs_registry_order_and_fits_a_gmm_only_when_joint_lacks_one(tmp_path):
+    saved = tmp_path / "gmm.npz"
+    assert schedule(EvalSettings(metrics=["grids", "coherence"]), saved) == ["coherence", "grids"]
+    assert schedule(EvalSettings(metrics=["fid", "joint"]), saved) == ["gmm", "joint", "fid"]
+    saved.touch()
+    assert schedule(EvalSettings(metrics=["fid", "joint"]), saved) == ["joint", "fid"]
+    assert schedule(EvalSettings(metrics=["fid"], fid_features="none"), saved) == []
+
+
+def fake_context(run_dir, settings, device="cpu") -> EvalContext:
+    """A context over the label-encoding toy model instead of a trained run."""
+    model = LabelEmbedder(0.1)
+    out_dir = run_dir / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return EvalContext(
+        run_dir=run_dir,
+        model=model,
+        config={"model": {"name": "toy"}, "experiment": "paired-mnist"},
+        train=tiny_data(500, 0),
+        test=tiny_data(200, 1),
+        classifiers={m: PrototypeClassifier() for m in NAMES},
+        kinds={m: "mnist" for m in NAMES},
+        generator=torch.Generator().manual_seed(settings.seed),
+        out_dir=out_dir,
+        settings=settings,
+        device=torch.device(device),
+        data_root=run_dir,
+        style="posterior",
+        timings={"load": 0.0},
+    )
+
+
+def test_evaluate_run_runs_only_the_wanted_metrics_and_writes_them(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(suite, "build_context", fake_context)
+    result = evaluate_run(tmp_path, metrics=["latent"], progress=False)
+    assert "latent" in result and "coherence" not in result and "fid" not in result
+    assert list(result["seconds"]) == ["load", "latent"]
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert written == result and written["latent"]["all"] > 0.99
+    assert (tmp_path / "eval" / "metrics.md").exists()
+    assert not (tmp_path / "eval" / "gmm.npz").exists()
+    settings = EvalSettings(metrics=["coherence", "latent"], progress=False)
+    both = evaluate_run(tmp_path, settings=settings)
+    assert both["coherence"]["leave_one_out_mean"] == 1.0 and both["latent"] == result["latent"]
+
+
+def test_evaluate_run_rejects_bad_settings_before_loading_the_run(tmp_path, capsys):
+    from dmvae.cli import main
+
+    with pytest.raises(ConfigError, match="unknown metric 'bogus'"):
+        evaluate_run(tmp_path / "missing", metrics=["bogus"])
+    with pytest.raises(ConfigError, match="not both"):
+        evaluate_run(tmp_path, settings=EvalSettings(), seed=1)
+    assert main(["evaluate", str(tmp_path / "missing"), "--num-samples", "0"]) == 1
+    assert "dmvae: error: num_samples=0 is invalid" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(tmp_path), "--metrics", "bogus"])

@@ -6,17 +6,24 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from dmvae.evaluation.suite import METRICS
+    from dmvae.evaluation.suite import FID_FEATURES, METRICS, STYLES, EvalSettings
 
+    default = EvalSettings()  # the defaults live in EvalSettings alone
     p = sub.add_parser("evaluate", help="evaluate a trained run (coherence, latent, GMM, FID)")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--metrics", nargs="+", choices=METRICS, help="default: all")
-    p.add_argument("--num-samples", type=int, default=10000, help="generated images per FID")
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        default=default.num_samples,
+        help="generated images per FID (default: %(default)s)",
+    )
     p.add_argument(
         "--fid",
-        choices=("inception", "classifier", "none"),
-        default="inception",
-        help="Inception FID (needs dmvae[fid]), the quick classifier-feature FD, or none",
+        choices=FID_FEATURES,
+        default=default.fid_features,
+        help="Inception FID (needs dmvae[fid]), the quick classifier-feature FD, or none "
+        "(default: %(default)s)",
     )
     p.add_argument("--max-test", type=int, help="evaluate on a seeded subset of the test set")
     p.add_argument(
@@ -24,14 +31,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--style",
-        choices=("prior", "posterior"),
+        choices=STYLES,
         help="style of conditional samples (default: prior for DMVAE, posterior for baselines)",
     )
     p.add_argument("--with-style", action="store_true", help="DMVAE latent probe: content+style")
-    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument(
+        "--batch-size", type=int, default=default.batch_size, help="default: %(default)s"
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--data-root")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=default.seed, help="default: %(default)s")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -40,14 +49,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dmvae.devices import resolve_device
-    from dmvae.evaluation.suite import evaluate_run
+    from dmvae.evaluation.suite import EvalSettings, evaluate_run
 
-    evaluate_run(
-        args.run_dir,
+    settings = EvalSettings(
         metrics=args.metrics,
         num_samples=args.num_samples,
         fid_features=args.fid,
-        device=resolve_device(args.device),
         batch_size=args.batch_size,
         data_root=args.data_root,
         max_test=args.max_test,
@@ -57,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
+    evaluate_run(args.run_dir, settings=settings, device=resolve_device(args.device))
     out = Path(args.run_dir) / "eval"
     print((out / "metrics.md").read_text())
     print(f"metrics, grids and the GMM written to {out}")

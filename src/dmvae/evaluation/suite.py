@@ -1,249 +1,206 @@
 """The paper's whole evaluation of one run directory: coherence, latent classification,
-ex-post GMM, FIDs and sample grids, written to RUN_DIR/eval/."""
+ex-post GMM, FIDs and sample grids, written to RUN_DIR/eval/.
+
+Each metric is a function of an `EvalContext` returning the result entries it adds; `METRICS`
+runs them in a fixed order because they share one seeded generator."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from dmvae.data.pairing import _writable
-from dmvae.data.sources import resolve_data_root, user_cache_dir
+from dmvae.errors import ConfigError, DmvaeError
 from dmvae.evaluation import coherence as coh
-from dmvae.evaluation.classifiers import load_classifier
-from dmvae.evaluation.density import GMMSampler, fit_gmm
-from dmvae.evaluation.fid import (
-    ClassifierFeatures,
-    InceptionFeatures,
-    class_conditional_fid,
-    fid,
-    real_statistics,
-)
+from dmvae.evaluation.context import EvalContext, build_context
+from dmvae.evaluation.density import fit_gmm
+from dmvae.evaluation.fid_metrics import fids
 from dmvae.evaluation.latent import latent_accuracy, style_accuracy
 from dmvae.evaluation.report import metrics_markdown, save_conditional_grid, save_unconditional_grid
 
-METRICS = ("coherence", "latent", "gmm", "joint", "fid", "grids")
+FID_FEATURES = ("inception", "classifier", "none")
+STYLES = ("prior", "posterior")
 
 
-def default_style(model) -> str:
-    """DMVAE draws style from its prior; the baselines sample their posterior (paper, Fig. 2)."""
-    return "prior" if model.has_style else "posterior"
+@dataclass(frozen=True)
+class EvalSettings:
+    """How to evaluate a run; checked on creation so that a bad value fails before the run is
+    loaded. `metrics=None` means all, `style=None` the model's default, `all_subsets=None`
+    every subset for more than two modalities; `max_test` / `num_real` None: the whole test set.
+    """
+
+    metrics: Sequence[str] | None = None
+    num_samples: int = 10000
+    fid_features: str = "inception"
+    batch_size: int = 1000
+    data_root: str | None = None
+    max_test: int | None = None
+    num_real: int | None = None
+    style: str | None = None
+    with_style: bool = False
+    all_subsets: bool | None = None
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        metrics = (self.metrics,) if isinstance(self.metrics, str) else self.metrics
+        object.__setattr__(self, "metrics", tuple(metrics or METRICS))
+        _choose("metric", self.metrics, METRICS)
+        _choose("fid_features", [self.fid_features], FID_FEATURES)
+        _choose("style", [self.style], (*STYLES, None))
+        _count("num_samples", self.num_samples, 1)
+        _count("batch_size", self.batch_size, 1)
+        _count("max_test", self.max_test, 1, optional=True)
+        _count("num_real", self.num_real, 2, optional=True)
 
 
-def _stats_dir(root: Path) -> Path:
-    for d in (root / "dmvae_stats", user_cache_dir() / "stats"):
-        if _writable(d):
-            return d
-    raise OSError("no writable folder for feature statistics")
+def _choose(name: str, values: Sequence[Any], valid: Sequence[Any]) -> None:
+    unknown = [v for v in values if v not in valid]
+    if unknown:
+        shown = ", ".join(map(repr, unknown))
+        raise ConfigError(f"unknown {name} {shown}: choose from {', '.join(map(repr, valid))}")
 
 
-def _maps(modalities: tuple[str, ...]) -> list[tuple[tuple[str, ...], str]]:
-    """Cross maps for two modalities, leave-one-out maps for more (the paper's FIDs)."""
-    if len(modalities) == 2:
-        return [((a,), b) for a in modalities for b in modalities if a != b]
-    return [(tuple(m for m in modalities if m != t), t) for t in modalities]
+def _count(name: str, value: Any, low: int, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        valid = f"an integer >= {low}" + (" or None (the whole test set)" if optional else "")
+        raise ConfigError(f"{name}={value!r} is invalid: use {valid}")
+
+
+def coherence(ctx: EvalContext) -> dict:
+    """Accuracy of conditional generation for every subset -> target map (paper, Table 1)."""
+    s, names = ctx.settings, ctx.model.modalities
+    per_map = coh.conditional_coherence(
+        ctx.model,
+        ctx.test,
+        ctx.classifiers,
+        all_subsets=len(names) > 2 if s.all_subsets is None else s.all_subsets,
+        batch_size=s.batch_size,
+        style=ctx.style,
+        generator=ctx.generator,
+        progress=s.progress,
+    )
+    return {"coherence": {**per_map, **coh.summarise(per_map, names)}}
+
+
+def latent(ctx: EvalContext) -> dict:
+    """Linear digit probes of the shared latent (and of DMVAE's style, which should fail)."""
+    s = ctx.settings
+    out = {
+        "latent": latent_accuracy(
+            ctx.model, ctx.train, ctx.test, seed=s.seed, with_style=s.with_style
+        )
+    }
+    if ctx.model.has_style:
+        out["latent_style"] = style_accuracy(ctx.model, ctx.train, ctx.test, seed=s.seed)
+    return out
+
+
+def gmm(ctx: EvalContext) -> dict:
+    """Fit the ex-post GMM and save it to eval/gmm.npz for later metrics and evaluations; it
+    adds no entry of its own."""
+    ctx.gmm = fit_gmm(ctx.model, ctx.train, seed=ctx.settings.seed)
+    ctx.gmm.save(ctx.gmm_path)
+    return {}
+
+
+def joint(ctx: EvalContext) -> dict:
+    """Agreement of the classifiers on joint samples from the prior and from the GMM."""
+    sampler = ctx.saved_gmm()
+    if sampler is None:
+        raise DmvaeError(f"joint coherence needs the ex-post GMM ({ctx.gmm_path}): run 'gmm'")
+    n, g = ctx.settings.num_samples, ctx.generator
+    return {
+        "joint_coherence": {
+            "prior": coh.joint_coherence(ctx.model, ctx.classifiers, n, None, generator=g),
+            "gmm": coh.joint_coherence(ctx.model, ctx.classifiers, n, sampler, generator=g),
+        }
+    }
+
+
+def fid(ctx: EvalContext) -> dict:
+    """Unconditional, conditional and class-specific FIDs; the GMM-sampled ones only when a GMM
+    was fitted now or saved before."""
+    return {"fid": fids(ctx)}
+
+
+def grids(ctx: EvalContext) -> dict:
+    """Sample grids (paper, Fig. 2) as PNGs in eval/; they add no entry."""
+    names, g = ctx.model.modalities, ctx.generator
+    for source, target in [(names[0], names[1]), (names[1], names[0])]:
+        path = ctx.out_dir / f"conditional_{source}_to_{target}.png"
+        save_conditional_grid(
+            ctx.model, ctx.test, source, target, path, style=ctx.style, generator=g
+        )
+    save_unconditional_grid(ctx.model, ctx.out_dir / "unconditional_prior.png", generator=g)
+    sampler = ctx.saved_gmm()
+    if sampler is not None:
+        path = ctx.out_dir / "unconditional_gmm.png"
+        save_unconditional_grid(ctx.model, path, sampler=sampler, generator=g)
+    return {}
+
+
+METRICS: dict[str, Callable[[EvalContext], dict]] = {
+    "coherence": coherence,
+    "latent": latent,
+    "gmm": gmm,
+    "joint": joint,
+    "fid": fid,
+    "grids": grids,
+}
+
+
+def schedule(settings: EvalSettings, gmm_path: Path) -> list[str]:
+    """The metrics to run, in registry order: "joint" brings "gmm" along unless a GMM is saved,
+    and "fid" is dropped with `fid_features="none"`."""
+    wanted = set(settings.metrics)
+    if "joint" in wanted and not gmm_path.exists():
+        wanted.add("gmm")
+    if settings.fid_features == "none":
+        wanted.discard("fid")
+    return [name for name in METRICS if name in wanted]
 
 
 def evaluate_run(
     run_dir: str | Path,
     *,
-    metrics: list[str] | None = None,
-    num_samples: int = 10000,
-    fid_features: str = "inception",
+    settings: EvalSettings | None = None,
     device: torch.device | str = "cpu",
-    batch_size: int = 1000,
-    data_root: str | None = None,
-    max_test: int | None = None,
-    num_real: int | None = None,
-    style: str | None = None,
-    with_style: bool = False,
-    all_subsets: bool | None = None,
-    seed: int = 0,
-    progress: bool = True,
+    **options: Any,
 ) -> dict:
     """Evaluate a trained run; returns the metrics and writes eval/metrics.{json,md} and grids.
 
-    Coherence covers every subset -> target map for M > 2 unless `all_subsets=False` (single
-    inputs and leave-one-out only). The ex-post GMM is fitted for "gmm" and "joint"; "fid" alone
-    reuses a fitted GMM when there is one and otherwise skips the GMM-sampled FIDs.
+    Pass an `EvalSettings`, or its fields as keyword arguments (`metrics=["latent"]`, ...).
     """
-    from dmvae.experiments import build_data, classifier_kinds
-    from dmvae.training import load_run
-
-    run_dir = Path(run_dir)
-    wanted = list(metrics or METRICS)
-    unknown = [m for m in wanted if m not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metrics {unknown}: choose from {list(METRICS)}")
-    model, config = load_run(run_dir, device)
-    if data_root:
-        config["data"]["root"] = data_root
-    device = next(model.parameters()).device
-    root = resolve_data_root(config["data"].get("root"))
-    out_dir = run_dir / "eval"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    tick = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal tick
-        timings[name] = round(time.perf_counter() - tick, 2)
-        tick = time.perf_counter()
-
-    test = build_data(config, "test", device)
-    test = test.random_subset(max_test, seed)
-    train = build_data(config, "train", device)
-    kinds = classifier_kinds(config)
-    loaded = {
-        k: load_classifier(k, root, device, train_if_missing=True) for k in set(kinds.values())
-    }
-    classifiers = {m: loaded[k] for m, k in kinds.items()}
-    lap("load")
-    gen = torch.Generator(device=device).manual_seed(seed)
-    style = style or default_style(model)
-    result: dict = {
-        "run": str(run_dir),
-        "model": config["model"]["name"],
-        "experiment": config["experiment"],
-        "modalities": list(model.modalities),
-        "style": style,
-        "num_samples": num_samples,
-        "seed": seed,
-    }
-
-    if "coherence" in wanted:
-        per_map = coh.conditional_coherence(
-            model,
-            test,
-            classifiers,
-            all_subsets=len(model.modalities) > 2 if all_subsets is None else all_subsets,
-            batch_size=batch_size,
-            style=style,
-            generator=gen,
-            progress=progress,
-        )
-        result["coherence"] = {**per_map, **coh.summarise(per_map, model.modalities)}
-        lap("coherence")
-    if "latent" in wanted:
-        result["latent"] = latent_accuracy(model, train, test, seed=seed, with_style=with_style)
-        if model.has_style:
-            result["latent_style"] = style_accuracy(model, train, test, seed=seed)
-        lap("latent")
-    gmm = None
-    gmm_path = out_dir / "gmm.npz"
-    if "gmm" in wanted or ("joint" in wanted and not gmm_path.exists()):
-        gmm = fit_gmm(model, train, seed=seed)
-        gmm.save(gmm_path)
-        lap("gmm")
-    elif gmm_path.exists() and any(m in wanted for m in ("joint", "fid", "grids")):
-        gmm = GMMSampler.load(gmm_path).to(device)
-    if "joint" in wanted:
-        result["joint_coherence"] = {
-            "prior": coh.joint_coherence(model, classifiers, num_samples, None, generator=gen),
-            "gmm": coh.joint_coherence(model, classifiers, num_samples, gmm, generator=gen),
-        }
-        lap("joint")
-    if "fid" in wanted and fid_features != "none":
-        result["fid"] = _fids(
-            model,
-            test,
-            classifiers,
-            kinds,
-            gmm,
-            fid_features,
-            num_samples,
-            num_real,
-            root,
-            device,
-            style,
-            gen,
-        )
-        lap("fid")
-    if "grids" in wanted:
-        names = model.modalities
-        for source, target in [(names[0], names[1]), (names[1], names[0])]:
-            save_conditional_grid(
-                model,
-                test,
-                source,
-                target,
-                out_dir / f"conditional_{source}_to_{target}.png",
-                style=style,
-                generator=gen,
-            )
-        save_unconditional_grid(model, out_dir / "unconditional_prior.png", generator=gen)
-        if gmm is not None:
-            save_unconditional_grid(
-                model, out_dir / "unconditional_gmm.png", sampler=gmm, generator=gen
-            )
-        lap("grids")
-    result["seconds"] = timings
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
-    (out_dir / "metrics.md").write_text(metrics_markdown(result, config["experiment"]))
+    if settings is not None and options:
+        raise ConfigError(f"pass settings or their fields, not both (got {sorted(options)})")
+    settings = settings or EvalSettings(**options)
+    ctx = build_context(run_dir, settings, device)
+    result = _header(ctx)
+    for name in schedule(settings, ctx.gmm_path):
+        start = time.perf_counter()
+        result.update(METRICS[name](ctx))
+        ctx.timings[name] = round(time.perf_counter() - start, 2)
+    result["seconds"] = ctx.timings
+    (ctx.out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    (ctx.out_dir / "metrics.md").write_text(metrics_markdown(result, ctx.config["experiment"]))
     return result
 
 
-@torch.inference_mode()
-def _fids(
-    model, test, classifiers, kinds, gmm, features, n, num_real, root, device, style, gen
-) -> dict:
-    """Unconditional (prior and GMM), conditional and class-specific conditional distances."""
-    if features == "inception":
-        extractors = {m: InceptionFeatures(device) for m in set(kinds.values())}
-        extractors = {m: extractors[kinds[m]] for m in model.modalities}
-    else:
-        extractors = {m: ClassifierFeatures(classifiers[m]) for m in model.modalities}
-    stats_dir = _stats_dir(root)
-
-    def real(m: str, digit: int | None = None):
-        bank, labels = test.images[m], test.bank_labels[m]
-        images = bank if digit is None else bank[labels == digit]
-        limit = (
-            None if num_real is None else (num_real if digit is None else max(num_real // 10, 2))
-        )
-        images = images[:limit]
-        key = f"{kinds[m]}-test-{'all' if digit is None else digit}-n{len(images)}"
-        return real_statistics(stats_dir, key, extractors[m], images.float() / 255)
-
-    out: dict = {"features": features}
-    samplers = [("prior", None)] + ([("gmm", gmm)] if gmm is not None else [])
-    for name, sampler in samplers:
-        chunks = [model.generate(min(1000, n - i), sampler, gen) for i in range(0, n, 1000)]
-        for m in model.modalities:
-            fake = torch.cat([c[m] for c in chunks])
-            out[f"unconditional_{name}/{m}"] = fid(extractors[m], real(m), fake)
-    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))
-    loo = []
-    for subset, target in _maps(model.modalities):
-        rows = order[:n]
-        fake = torch.cat(
-            [
-                model.conditional_generate(
-                    test.batch(rows[i : i + 1000], gen).inputs,
-                    [target],
-                    subset,
-                    style=style,
-                    generator=gen,
-                )[target]
-                for i in range(0, len(rows), 1000)
-            ]
-        )
-        name = coh.mapping_name(subset, target)
-        out[f"conditional/{name}"] = fid(extractors[target], real(target), fake)
-        per_class_fake = {}
-        for digit in range(10):
-            rows_c = order[test.labels[order.to(test.labels.device)].cpu() == digit][
-                : max(n // 10, 2)
-            ]
-            batch = test.batch(rows_c, gen)
-            per_class_fake[digit] = model.conditional_generate(
-                batch.inputs, [target], subset, style=style, generator=gen
-            )[target]
-        real_c = {d: real(target, d) for d in range(10)}
-        mean, _ = class_conditional_fid(extractors[target], real_c, per_class_fake)
-        out[f"class_conditional/{name}"] = mean
-        loo.append(mean)
-    out["class_conditional_leave_one_out_mean"] = sum(loo) / len(loo)
-    return out
+def _header(ctx: EvalContext) -> dict:
+    return {
+        "run": str(ctx.run_dir),
+        "model": ctx.config["model"]["name"],
+        "experiment": ctx.config["experiment"],
+        "modalities": list(ctx.model.modalities),
+        "style": ctx.style,
+        "num_samples": ctx.settings.num_samples,
+        "seed": ctx.settings.seed,
+    }

@@ -24,7 +24,12 @@ from dmvae.evaluation.fid import (
     inception_weights,
 )
 from dmvae.evaluation.latent import embeddings, latent_accuracy
-from dmvae.evaluation.report import metrics_markdown, save_conditional_grid
+from dmvae.evaluation.report import (
+    metrics_markdown,
+    mnist_svhn_table,
+    paired_mnist_table,
+    save_conditional_grid,
+)
 from dmvae.evaluation.suite import METRICS, EvalSettings, evaluate_run, schedule
 from dmvae.likelihoods import Likelihood
 from dmvae.models.base import MultimodalVAE
@@ -291,10 +296,12 @@ def test_report_and_grid(tmp_path):
         "joint_coherence": {"prior": 0.2, "gmm": 0.4},
         "fid": {"features": "classifier", "class_conditional_leave_one_out_mean": 12.34},
     }
-    md = metrics_markdown(metrics, "paired-mnist")
+    md = metrics_markdown(metrics, paired_mnist_table)
     assert "| 3 | 75.0 | 12.3 | 50.0 | 20.0 / 40.0 |" in md and "| a->b | 50.0 |" in md
-    ms = metrics_markdown({"model": "mvae", "latent": {"mnist": 0.9}}, "mnist-svhn")
+    ms = metrics_markdown({"model": "mvae", "latent": {"mnist": 0.9}}, mnist_svhn_table)
     assert "| 90.0 | n/a |" in ms
+    skipped = metrics_markdown({**metrics, "skipped": {"coherence": "no classifier"}})
+    assert skipped.endswith("Skipped: coherence (no classifier)\n")
     path = save_conditional_grid(
         PerfectModel(), tiny_data(), "a", "b", tmp_path / "g.png", n_inputs=10, n_styles=3
     )
@@ -383,25 +390,28 @@ def test_schedule_runs_registry_order_and_fits_a_gmm_only_when_joint_lacks_one(t
     assert schedule(EvalSettings(metrics=["fid"], fid_features="none"), saved) == []
 
 
-def fake_context(run_dir, settings, device="cpu") -> EvalContext:
+def fake_context(run_dir, settings, device="cpu", classifiers=True) -> EvalContext:
     """A context over the label-encoding toy model instead of a trained run."""
+    from dmvae.config import RunConfig
+
     model = LabelEmbedder(0.1)
     out_dir = run_dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     return EvalContext(
         run_dir=run_dir,
         model=model,
-        config={"model": {"name": "toy"}, "experiment": "paired-mnist"},
+        config=RunConfig.preset("paired-mnist", "mvae", {"data.modalities": 3}),
         train=tiny_data(500, 0),
         test=tiny_data(200, 1),
-        classifiers={m: PrototypeClassifier() for m in NAMES},
+        classifiers={m: PrototypeClassifier() for m in NAMES} if classifiers else {},
         kinds={m: "mnist" for m in NAMES},
         generator=torch.Generator().manual_seed(settings.seed),
         out_dir=out_dir,
         settings=settings,
         device=torch.device(device),
-        data_root=run_dir,
+        cache_root=run_dir,
         style="posterior",
+        run_table=paired_mnist_table,
         timings={"load": 0.0},
     )
 
@@ -420,6 +430,21 @@ def test_evaluate_run_runs_only_the_wanted_metrics_and_writes_them(tmp_path, mon
     settings = EvalSettings(metrics=["coherence", "latent"], progress=False)
     both = evaluate_run(tmp_path, settings=settings)
     assert both["coherence"]["leave_one_out_mean"] == 1.0 and both["latent"] == result["latent"]
+
+
+def test_metrics_that_need_classifiers_are_skipped_and_say_why(tmp_path, monkeypatch):
+    """Your own data without classifiers: probes and the GMM run, coherence is skipped."""
+
+    def without(run_dir, settings, device="cpu"):
+        return fake_context(run_dir, settings, device, classifiers=False)
+
+    monkeypatch.setattr(suite, "build_context", without)
+    result = evaluate_run(tmp_path, metrics=["coherence", "latent", "joint"], progress=False)
+    assert "coherence" not in result and "joint_coherence" not in result
+    assert set(result["skipped"]) == {"coherence", "joint"}
+    assert "no classifier for ['a', 'b', 'c']" in result["skipped"]["coherence"]
+    assert result["latent"]["all"] > 0.99 and (tmp_path / "eval" / "gmm.npz").exists()
+    assert "Skipped: coherence (no classifier" in (tmp_path / "eval" / "metrics.md").read_text()
 
 
 def test_evaluate_run_rejects_bad_settings_before_loading_the_run(tmp_path, capsys):

@@ -1,9 +1,10 @@
-"""What every metric of the evaluation suite reads: the trained run, its data, the digit
+"""What every metric of the evaluation suite reads: the trained run, its data, its experiment's
 classifiers and the one generator they all draw from, loaded once by `build_context`."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,12 +13,14 @@ import torch
 from torch import nn
 
 from dmvae.data.batch import MultimodalData
-from dmvae.data.sources import resolve_data_root
-from dmvae.evaluation.classifiers import load_classifier
+from dmvae.data.sources import user_cache_dir
+from dmvae.errors import ConfigError
 from dmvae.evaluation.density import GMMSampler
+from dmvae.evaluation.report import summary_table
 from dmvae.models.base import MultimodalVAE
 
 if TYPE_CHECKING:
+    from dmvae.config import RunConfig
     from dmvae.evaluation.suite import EvalSettings
 
 
@@ -34,7 +37,7 @@ class EvalContext:
 
     run_dir: Path
     model: MultimodalVAE
-    config: dict
+    config: RunConfig
     train: MultimodalData
     test: MultimodalData
     classifiers: dict[str, nn.Module]
@@ -43,8 +46,9 @@ class EvalContext:
     out_dir: Path
     settings: EvalSettings
     device: torch.device
-    data_root: Path
+    cache_root: Path
     style: str
+    run_table: Callable[[dict], list[str]]
     gmm: GMMSampler | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -63,40 +67,44 @@ class EvalContext:
 def build_context(
     run_dir: str | Path, settings: EvalSettings, device: torch.device | str = "cpu"
 ) -> EvalContext:
-    """Load the run, its train and (subsampled) test data and the classifiers of its
-    modalities. The only place that asks `dmvae.experiments` and `dmvae.training` about a run,
-    so that how runs are looked up can change here alone."""
-    from dmvae.experiments import build_data, classifier_kinds
+    """Load the run, its train and (subsampled) test data and the classifiers its experiment
+    has (none for data without them: the metrics that need them are then skipped)."""
+    from dmvae.experiments import get_experiment
     from dmvae.training import load_run
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
     model, config = load_run(run_dir, device)
     if settings.data_root:
-        config["data"]["root"] = settings.data_root
+        config = with_data_root(config, settings.data_root)
     device = next(model.parameters()).device
-    root = resolve_data_root(config["data"].get("root"))
+    experiment = get_experiment(config.experiment)
     out_dir = run_dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
-    test = build_data(config, "test", device).random_subset(settings.max_test, settings.seed)
-    train = build_data(config, "train", device)
-    kinds = classifier_kinds(config)
-    loaded = {
-        k: load_classifier(k, root, device, train_if_missing=True) for k in set(kinds.values())
-    }
+    test = config.build_data("test", device).random_subset(settings.max_test, settings.seed)
     return EvalContext(
         run_dir=run_dir,
         model=model,
         config=config,
-        train=train,
+        train=config.build_data("train", device),
         test=test,
-        classifiers={m: loaded[k] for m, k in kinds.items()},
-        kinds=kinds,
+        classifiers=experiment.classifiers(config.data, device),
+        kinds=experiment.classifier_kinds(config.data),
         generator=torch.Generator(device=device).manual_seed(settings.seed),
         out_dir=out_dir,
         settings=settings,
         device=device,
-        data_root=root,
+        cache_root=experiment.data_root(config.data) or user_cache_dir(),
         style=settings.style or default_style(model),
+        run_table=experiment.report.run_table if experiment.report else summary_table,
         timings={"load": round(time.perf_counter() - start, 2)},
     )
+
+
+def with_data_root(config: RunConfig, root: str) -> RunConfig:
+    """The run's config reading its data from `root` (`--data-root`)."""
+    if not hasattr(config.data, "root"):
+        raise ConfigError(
+            f"--data-root: experiment {config.experiment!r} reads no data folder; drop it"
+        )
+    return config.override({"data.root": root})

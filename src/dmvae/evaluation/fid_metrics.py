@@ -45,12 +45,19 @@ def fid_maps(modalities: tuple[str, ...]) -> list[tuple[tuple[str, ...], str]]:
     return [(tuple(m for m in modalities if m != t), t) for t in modalities]
 
 
+def image_modalities(ctx: EvalContext) -> list[str]:
+    """The modalities distances are computed for (uint8 images; all in the paper's data)."""
+    return [m for m in ctx.model.modalities if ctx.test.is_image(m)]
+
+
 def feature_extractors(ctx: EvalContext) -> dict[str, Extractor]:
-    """One extractor per modality; Inception networks are shared by modalities of one kind."""
+    """One extractor per image modality; Inception networks are shared by modalities of one
+    kind."""
+    images = image_modalities(ctx)
     if ctx.settings.fid_features == "inception":
-        shared = {k: InceptionFeatures(ctx.device) for k in set(ctx.kinds.values())}
-        return {m: shared[ctx.kinds[m]] for m in ctx.model.modalities}
-    return {m: ClassifierFeatures(ctx.classifiers[m]) for m in ctx.model.modalities}
+        shared = {k: InceptionFeatures(ctx.device) for k in {ctx.kinds[m] for m in images}}
+        return {m: shared[ctx.kinds[m]] for m in images}
+    return {m: ClassifierFeatures(ctx.classifiers[m]) for m in images}
 
 
 @dataclass
@@ -87,7 +94,7 @@ def unconditional_fids(ctx: EvalContext, real: RealStatistics) -> dict[str, floa
             ctx.model.generate(min(CHUNK, n - i), sampler, ctx.generator)
             for i in range(0, n, CHUNK)
         ]
-        for m in ctx.model.modalities:
+        for m in image_modalities(ctx):
             fake = torch.cat([c[m] for c in chunks])
             out[f"unconditional_{name}/{m}"] = fid(real.extractors[m], real(m), fake)
     return out
@@ -120,8 +127,9 @@ def class_specific_fid(
     digit (a tenth of `num_samples`, at least 2) and the real images of that digit."""
     per_digit = max(ctx.settings.num_samples // 10, 2)
     labels = ctx.test.labels[order.to(ctx.test.labels.device)].cpu()
-    fake = {d: _generate(ctx, order[labels == d][:per_digit], subset, target) for d in range(10)}
-    real_by_digit = {d: real(target, d) for d in range(10)}
+    classes = labels.unique().tolist()
+    fake = {d: _generate(ctx, order[labels == d][:per_digit], subset, target) for d in classes}
+    real_by_digit = {d: real(target, d) for d in classes}
     mean, _ = class_conditional_fid(real.extractors[target], real_by_digit, fake)
     return mean
 
@@ -132,13 +140,16 @@ def fids(ctx: EvalContext) -> dict[str, float | str]:
     turn (each map's conditional, then its class-specific samples)."""
     extractors = feature_extractors(ctx)
     real = RealStatistics(
-        ctx.test, ctx.kinds, extractors, ctx.settings.num_real, stats_dir(ctx.data_root)
+        ctx.test, ctx.kinds, extractors, ctx.settings.num_real, stats_dir(ctx.cache_root)
     )
     out: dict[str, float | str] = {"features": ctx.settings.fid_features}
     out.update(unconditional_fids(ctx, real))
     order = torch.randperm(len(ctx.test), generator=torch.Generator().manual_seed(0))
     class_specific = []
+    images = image_modalities(ctx)
     for subset, target in fid_maps(ctx.model.modalities):
+        if target not in images:
+            continue
         name = coh.mapping_name(subset, target)
         out[f"conditional/{name}"] = conditional_fid(ctx, real, order, subset, target)
         class_specific.append(class_specific_fid(ctx, real, order, subset, target))

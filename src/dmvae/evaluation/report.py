@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -27,73 +28,88 @@ def _one_row_table(columns: dict[str, str]) -> list[str]:
     return table(list(columns), [list(columns.values())])
 
 
-def metrics_markdown(metrics: dict, experiment: str) -> str:
-    """The paper's table layout for the run's experiment (missing metrics show as n/a)."""
+def _fid_name(fid: dict) -> str:
+    return "FID" if fid.get("features") == "inception" else "classifier FD"
+
+
+def mnist_svhn_table(metrics: dict) -> list[str]:
+    """The paper's Tables 1-3 for one run (x1 = MNIST, x2 = SVHN)."""
     lat, coh, fid = metrics.get("latent", {}), metrics.get("coherence", {}), metrics.get("fid", {})
     joint = metrics.get("joint_coherence", {})
-    fid_name = "FID" if fid.get("features") == "inception" else "classifier FD"
-    lines = [f"# {metrics.get('model', '?').upper()} on {experiment}", ""]
-    if experiment == "mnist-svhn":
-        lines += [
-            "Latent accuracy and coherence (in %; x1 = MNIST, x2 = SVHN), as the paper's Table 1:",
-            "",
-            *_one_row_table(
-                {
-                    "latent x1": _pct(lat.get("mnist")),
-                    "latent x2": _pct(lat.get("svhn")),
-                    "aggregated": _pct(lat.get("all")),
-                    "joint (prior)": _pct(joint.get("prior")),
-                    "joint (GMM)": _pct(joint.get("gmm")),
-                    "x1->x2": _pct(coh.get("mnist->svhn")),
-                    "x2->x1": _pct(coh.get("svhn->mnist")),
-                }
+    return [
+        "Latent accuracy and coherence (in %; x1 = MNIST, x2 = SVHN), as the paper's Table 1:",
+        "",
+        *_one_row_table(
+            {
+                "latent x1": _pct(lat.get("mnist")),
+                "latent x2": _pct(lat.get("svhn")),
+                "aggregated": _pct(lat.get("all")),
+                "joint (prior)": _pct(joint.get("prior")),
+                "joint (GMM)": _pct(joint.get("gmm")),
+                "x1->x2": _pct(coh.get("mnist->svhn")),
+                "x2->x1": _pct(coh.get("svhn->mnist")),
+            }
+        ),
+        "",
+        f"{_fid_name(fid)}s (lower is better), as the paper's Tables 2 and 3:",
+        "",
+        *_one_row_table(
+            {
+                name: _num(fid.get(key))
+                for name, key in (
+                    ("uncond. x1 (prior)", "unconditional_prior/mnist"),
+                    ("uncond. x2 (prior)", "unconditional_prior/svhn"),
+                    ("uncond. x1 (GMM)", "unconditional_gmm/mnist"),
+                    ("uncond. x2 (GMM)", "unconditional_gmm/svhn"),
+                    ("cond. x1->x2", "conditional/mnist->svhn"),
+                    ("cond. x2->x1", "conditional/svhn->mnist"),
+                    ("class-cond. x1->x2", "class_conditional/mnist->svhn"),
+                    ("class-cond. x2->x1", "class_conditional/svhn->mnist"),
+                )
+            }
+        ),
+    ]
+
+
+def paired_mnist_table(metrics: dict) -> list[str]:
+    """The metrics of the paper's Figure 3 for one run."""
+    return ["Paired MNIST, the metrics of the paper's Figure 3:", "", *summary_table(metrics)]
+
+
+def summary_table(metrics: dict) -> list[str]:
+    """Coherence, class-specific distance and latent accuracy of any run."""
+    lat, coh, fid = metrics.get("latent", {}), metrics.get("coherence", {}), metrics.get("fid", {})
+    joint = metrics.get("joint_coherence", {})
+    lines = _one_row_table(
+        {
+            "M": str(len(metrics.get("modalities", []))),
+            "leave-one-out coherence (%)": _pct(coh.get("leave_one_out_mean")),
+            f"class-specific conditional {_fid_name(fid)}": _num(
+                fid.get("class_conditional_leave_one_out_mean")
             ),
-            "",
-            f"{fid_name}s (lower is better), as the paper's Tables 2 and 3:",
-            "",
-            *_one_row_table(
-                {
-                    name: _num(fid.get(key))
-                    for name, key in (
-                        ("uncond. x1 (prior)", "unconditional_prior/mnist"),
-                        ("uncond. x2 (prior)", "unconditional_prior/svhn"),
-                        ("uncond. x1 (GMM)", "unconditional_gmm/mnist"),
-                        ("uncond. x2 (GMM)", "unconditional_gmm/svhn"),
-                        ("cond. x1->x2", "conditional/mnist->svhn"),
-                        ("cond. x2->x1", "conditional/svhn->mnist"),
-                        ("class-cond. x1->x2", "class_conditional/mnist->svhn"),
-                        ("class-cond. x2->x1", "class_conditional/svhn->mnist"),
-                    )
-                }
+            "cross coherence (%)": _pct(coh.get("cross_mean")),
+            "joint coherence prior / GMM (%)": (
+                f"{_pct(joint.get('prior'))} / {_pct(joint.get('gmm'))}"
             ),
-        ]
-    else:
-        lines += [
-            "Paired MNIST, the metrics of the paper's Figure 3:",
-            "",
-            *_one_row_table(
-                {
-                    "M": str(len(metrics.get("modalities", []))),
-                    "leave-one-out coherence (%)": _pct(coh.get("leave_one_out_mean")),
-                    f"class-specific conditional {fid_name}": _num(
-                        fid.get("class_conditional_leave_one_out_mean")
-                    ),
-                    "cross coherence (%)": _pct(coh.get("cross_mean")),
-                    "joint coherence prior / GMM (%)": (
-                        f"{_pct(joint.get('prior'))} / {_pct(joint.get('gmm'))}"
-                    ),
-                }
-            ),
-        ]
-        if lat:
-            lines += [
-                "",
-                "Latent accuracy (%): " + ", ".join(f"{k} {_pct(v)}" for k, v in lat.items()),
-            ]
-    maps = {k: v for k, v in coh.items() if "->" in k}
+        }
+    )
+    if lat:
+        lines += ["", "Latent accuracy (%): " + ", ".join(f"{k} {_pct(v)}" for k, v in lat.items())]
+    return lines
+
+
+def metrics_markdown(metrics: dict, body: Callable[[dict], list[str]] = summary_table) -> str:
+    """metrics.md of one run: `body` (the paper's layout for its experiments), every
+    conditional coherence, and the metrics that were skipped and why (missing show as n/a)."""
+    lines = [f"# {metrics.get('model', '?').upper()} on {metrics.get('experiment', '?')}", ""]
+    lines += body(metrics)
+    maps = {k: v for k, v in metrics.get("coherence", {}).items() if "->" in k}
     if maps:
         lines += ["", "Every conditional coherence (%):", ""]
         lines += table(["map", "coherence"], [[k, _pct(v)] for k, v in maps.items()])
+    skipped = metrics.get("skipped", {})
+    if skipped:
+        lines += ["", "Skipped: " + "; ".join(f"{k} ({why})" for k, why in skipped.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -119,14 +135,10 @@ def save_conditional_grid(
     style: Style = "prior",
     generator: torch.Generator | None = None,
 ) -> Path:
-    """The paper's Figure 2: first row the inputs (one per digit where possible), then one row
-    per style sample; with `style="prior"` DMVAE shares one style along each row."""
-    rows = []
-    for digit in range(10):
-        hits = (data.labels == digit).nonzero().flatten()
-        if len(hits):
-            rows.append(hits[0])
-    rows = torch.stack(rows[:n_inputs])
+    """The paper's Figure 2: first row the inputs (one per label where possible; shown when
+    they are images), then one row of the image modality `target` per style sample; with
+    `style="prior"` DMVAE shares one style along each row."""
+    rows = _one_per_label(data.labels, n_inputs)
     batch = data.batch(rows, generator)
     kwargs = {}
     if style == "prior" and model.has_style:
@@ -143,10 +155,13 @@ def save_conditional_grid(
         generator=generator,
         **kwargs,
     )[target]
-    size = max(batch.targets[source].shape[-1], out.shape[-1])
     n = len(rows)
     samples = out.view(n, n_styles, *out.shape[1:]).transpose(0, 1).reshape(-1, *out.shape[1:])
-    grid = torch.cat([_to_rgb(batch.targets[source], size), _to_rgb(samples, size)])
+    if data.is_image(source):  # the inputs above their samples
+        size = max(batch.targets[source].shape[-1], out.shape[-1])
+        grid = torch.cat([_to_rgb(batch.targets[source], size), _to_rgb(samples, size)])
+    else:
+        grid = _to_rgb(samples, out.shape[-1])
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, str(path), nrow=n, padding=2, pad_value=1.0)
     return path
@@ -159,11 +174,24 @@ def save_unconditional_grid(
     n: int = 10,
     sampler: ContentSampler | None = None,
     generator: torch.Generator | None = None,
+    images: Sequence[str] | None = None,
 ) -> Path:
-    """One column per joint sample, one row per modality."""
+    """One column per joint sample, one row per image modality (`images`; default all)."""
     samples = model.generate(n, sampler, generator)
-    size = max(x.shape[-1] for x in samples.values())
-    grid = torch.cat([_to_rgb(samples[m], size) for m in model.modalities])
+    names = model.modalities if images is None else images
+    size = max(samples[m].shape[-1] for m in names)
+    grid = torch.cat([_to_rgb(samples[m], size) for m in names])
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, str(path), nrow=n, padding=2, pad_value=1.0)
     return path
+
+
+def _one_per_label(labels: Tensor, n: int) -> Tensor:
+    """The first row of each label in label order, filled up with the next rows to `n`."""
+    firsts = [(labels == label).nonzero().flatten()[0] for label in labels.unique()]
+    rows = torch.stack(firsts[:n])
+    if len(rows) < n:
+        rest = torch.ones(len(labels), dtype=torch.bool, device=labels.device)
+        rest[rows] = False
+        rows = torch.cat([rows, rest.nonzero().flatten()[: n - len(rows)]])
+    return rows

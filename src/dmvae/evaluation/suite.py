@@ -19,7 +19,7 @@ from dmvae.errors import ConfigError, DmvaeError
 from dmvae.evaluation import coherence as coh
 from dmvae.evaluation.context import EvalContext, build_context
 from dmvae.evaluation.density import fit_gmm
-from dmvae.evaluation.fid_metrics import fids
+from dmvae.evaluation.fid_metrics import fids, image_modalities
 from dmvae.evaluation.latent import latent_accuracy, style_accuracy
 from dmvae.evaluation.report import metrics_markdown, save_conditional_grid, save_unconditional_grid
 
@@ -133,17 +133,19 @@ def fid(ctx: EvalContext) -> dict:
 
 def grids(ctx: EvalContext) -> dict:
     """Sample grids (paper, Fig. 2) as PNGs in eval/; they add no entry."""
-    names, g = ctx.model.modalities, ctx.generator
+    names, g, images = ctx.model.modalities, ctx.generator, image_modalities(ctx)
     for source, target in [(names[0], names[1]), (names[1], names[0])]:
-        path = ctx.out_dir / f"conditional_{source}_to_{target}.png"
-        save_conditional_grid(
-            ctx.model, ctx.test, source, target, path, style=ctx.style, generator=g
-        )
-    save_unconditional_grid(ctx.model, ctx.out_dir / "unconditional_prior.png", generator=g)
+        if target in images:
+            path = ctx.out_dir / f"conditional_{source}_to_{target}.png"
+            save_conditional_grid(
+                ctx.model, ctx.test, source, target, path, style=ctx.style, generator=g
+            )
+    path = ctx.out_dir / "unconditional_prior.png"
+    save_unconditional_grid(ctx.model, path, generator=g, images=images)
     sampler = ctx.saved_gmm()
     if sampler is not None:
         path = ctx.out_dir / "unconditional_gmm.png"
-        save_unconditional_grid(ctx.model, path, sampler=sampler, generator=g)
+        save_unconditional_grid(ctx.model, path, sampler=sampler, generator=g, images=images)
     return {}
 
 
@@ -183,22 +185,44 @@ def evaluate_run(
         raise ConfigError(f"pass settings or their fields, not both (got {sorted(options)})")
     settings = settings or EvalSettings(**options)
     ctx = build_context(run_dir, settings, device)
-    result = _header(ctx)
+    result, skipped = _header(ctx), {}
     for name in schedule(settings, ctx.gmm_path):
+        reason = cannot_run(ctx, name)
+        if reason:
+            skipped[name] = reason
+            continue
         start = time.perf_counter()
         result.update(METRICS[name](ctx))
         ctx.timings[name] = round(time.perf_counter() - start, 2)
+    if skipped:
+        result["skipped"] = skipped
     result["seconds"] = ctx.timings
     (ctx.out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
-    (ctx.out_dir / "metrics.md").write_text(metrics_markdown(result, ctx.config["experiment"]))
+    (ctx.out_dir / "metrics.md").write_text(metrics_markdown(result, ctx.run_table))
     return result
+
+
+def cannot_run(ctx: EvalContext, name: str) -> str | None:
+    """Why metric `name` cannot score this run (data without classifiers or without images),
+    or None. The paper's experiments have both, so nothing is skipped there."""
+    lacking = [m for m in ctx.model.modalities if m not in ctx.classifiers]
+    images = image_modalities(ctx)
+    if name in ("coherence", "joint") and lacking:
+        return f"no classifier for {lacking}: give the experiment classifiers"
+    if name in ("fid", "grids") and not images:
+        return "no image modality (uint8 [N, C, H, W])"
+    if name == "fid" and ctx.settings.fid_features == "classifier":
+        featureless = [m for m in images if not hasattr(ctx.classifiers.get(m), "features")]
+        if featureless:
+            return f"classifier-feature distances need classifiers with `features`: {featureless}"
+    return None
 
 
 def _header(ctx: EvalContext) -> dict:
     return {
         "run": str(ctx.run_dir),
-        "model": ctx.config["model"]["name"],
-        "experiment": ctx.config["experiment"],
+        "model": ctx.config.model,
+        "experiment": ctx.config.experiment,
         "modalities": list(ctx.model.modalities),
         "style": ctx.style,
         "num_samples": ctx.settings.num_samples,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dmvae.errors import ConfigError
+from dmvae.evaluation.report import mnist_svhn_table, paired_mnist_table
 from dmvae.reproduce.figure import draw_figure3
 from dmvae.reproduce.mnist_svhn import mnist_svhn_report
 from dmvae.reproduce.paired_mnist import paired_mnist_report
@@ -34,6 +35,8 @@ class ReportLayout:
     """What evaluate_run scores each cell on."""
     write: Callable[[Results, str], str]
     """The report's body from the complete cells and the header."""
+    run_table: Callable[[dict], list[str]]
+    """The body of each run's eval/metrics.md (the paper's table for one run)."""
     fixed_modalities: tuple[int, ...] | None = None
     """The modality counts of every grid; None: the ones asked for."""
     figure: Figure | None = None
@@ -43,12 +46,14 @@ PAIRED_MNIST = ReportLayout(
     "paired-mnist",
     metrics=("coherence", "latent", "fid", "grids"),
     write=paired_mnist_report,
+    run_table=paired_mnist_table,
     figure=Figure("Figure 3", "figure3.png", draw_figure3),
 )
 MNIST_SVHN = ReportLayout(
     "mnist-svhn",
     metrics=("coherence", "latent", "gmm", "joint", "fid", "grids"),
     write=mnist_svhn_report,
+    run_table=mnist_svhn_table,
     fixed_modalities=(2,),
 )
 

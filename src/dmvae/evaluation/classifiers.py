@@ -146,13 +146,15 @@ def train_classifier(
 
 @torch.inference_mode()
 def predict(model: nn.Module, images: Tensor, batch_size: int = 1024) -> Tensor:
-    """Predicted digits of images (uint8, or float clamped to [0, 1]), in eval mode."""
+    """Predicted classes of a modality's samples, in eval mode: images (uint8, or float
+    [B, C, H, W]) are clamped to [0, 1] first, other modalities go in as they are."""
     model.eval()
-    device = next(model.parameters()).device
+    param = next(model.parameters(), None)
+    device = images.device if param is None else param.device
     out = []
     for start in range(0, len(images), batch_size):
-        x = _as_float(images[start : start + batch_size]).to(device).clamp(0, 1)
-        out.append(model(x).argmax(-1))
+        x = _as_float(images[start : start + batch_size]).to(device)
+        out.append(model(x.clamp(0, 1) if x.dim() == 4 else x).argmax(-1))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 

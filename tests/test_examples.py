@@ -1,0 +1,59 @@
+"""examples/shapes.py end to end on a small budget: your own modalities (a generated image and a
+Bernoulli attribute vector) through the Python API and through the command line."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from dmvae.cli import main
+from dmvae.experiments import EXPERIMENTS
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "shapes.py"
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    spec = importlib.util.spec_from_file_location("shapes_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    EXPERIMENTS.pop("shapes", None)
+
+
+def test_the_example_trains_and_evaluates_through_the_python_api(tmp_path, shapes):
+    out = tmp_path / "run"
+    metrics = shapes.main(["--out", str(out), "--max-steps", "30"])
+    assert metrics["experiment"] == "shapes" and "skipped" not in metrics
+    assert set(metrics["coherence"]) >= {"image->attrs", "attrs->image", "cross_mean"}
+    assert 0 <= metrics["joint_coherence"]["gmm"] <= 1
+    assert metrics["latent"]["attrs"] > 0.9  # the shape is written in the attributes
+    config = json.loads((out / "config.json").read_text())
+    assert config["experiment"] == "shapes" and config["model"]["name"] == "dmvae"
+    files = {p.name for p in (out / "eval").iterdir()}
+    assert {"conditional_attrs_to_image.png", "unconditional_gmm.png", "metrics.md"} <= files
+
+
+def test_the_example_runs_from_the_command_line(tmp_path, shapes, monkeypatch, capsys):
+    monkeypatch.chdir(EXAMPLE.parents[1])
+    entry = tmp_path / "entry"
+    args = ["train", "--experiment", "examples/shapes.py:EXPERIMENT", "--model", "mvae"]
+    args += ["--max-steps", "20", "--batch-size", "128", "--no-progress", "--out", str(entry)]
+    assert main(args) == 0, capsys.readouterr().err
+    assert main(["evaluate", str(entry), "--fid", "none", "--no-progress"]) == 0
+    metrics = json.loads((entry / "eval" / "metrics.json").read_text())
+    assert metrics["experiment"] == "examples/shapes.py:EXPERIMENT" and "coherence" in metrics
+
+    shapes.main(["--write-folder", str(tmp_path / "data")])
+    folder = tmp_path / "folder"
+    args = ["train", "--experiment", "folder", "--set", f"data.path={tmp_path / 'data'}"]
+    args += ["--set", 'data.likelihoods={"attrs": "bernoulli"}', "--max-steps", "20"]
+    args += ["--batch-size", "128", "--no-progress", "--out", str(folder)]
+    assert main(args) == 0, capsys.readouterr().err
+    assert main(["evaluate", str(folder), "--fid", "none", "--no-progress"]) == 0
+    metrics = json.loads((folder / "eval" / "metrics.json").read_text())
+    assert set(metrics["skipped"]) == {"coherence", "joint"}  # no classifiers in a folder
+    assert metrics["latent"]["attrs"] > 0.9

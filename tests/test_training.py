@@ -204,8 +204,9 @@ def test_collapse_is_warned_once_in_the_log_and_above_the_bar(
 
 
 def test_runs_from_before_the_release_objective_load_but_do_not_resume(tmp_path, mnist_root):
-    """A config.json without a version, `reconstruction` and `init` was trained with the former
-    objective: it loads as such for evaluation, and resuming it under today's is refused."""
+    """A config.json without a version, `reconstruction` and `init` cannot say which objective
+    trained it: it loads for evaluation, resuming it is refused with what to add, and once the
+    keys are added it resumes."""
     cfg = config(tmp_path, mnist_root, max_steps=2)
     train(cfg)
     path = tmp_path / "dmvae-2" / "config.json"
@@ -216,6 +217,10 @@ def test_runs_from_before_the_release_objective_load_but_do_not_resume(tmp_path,
     old["data"].update(dm=20, max_per_class=10000, verify=True)  # the former shared data section
     path.write_text(json.dumps(old))
     model, run = load_run(cfg.train.out)
-    assert (run.model_config.reconstruction, run.model_config.init) == ("per_sample", "pytorch")
-    with pytest.raises(ConfigError, match="another config"):
+    assert run.unrecorded == ("reconstruction", "init") and run == cfg
+    with pytest.raises(ConfigError, match='add them to its model section.*"release"'):
         train(cfg.override({"max_steps": 4}), resume=True)
+    old["model"].update(reconstruction="release", init="release")
+    path.write_text(json.dumps(old))
+    train(cfg.override({"max_steps": 4}), resume=True)
+    assert read_checkpoint(tmp_path / "dmvae-2" / CHECKPOINT)[1]["info"]["step"] == 4

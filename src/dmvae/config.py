@@ -81,6 +81,9 @@ class RunConfig:
     model_config: Any
     data: Any
     train: TrainSettings = field(default_factory=TrainSettings)
+    # Settings a config.json from before the version key lacks (`ModelSpec.unrecorded`): read
+    # as today's defaults, so the run evaluates, but `train(resume=True)` refuses it.
+    unrecorded: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
     def preset(
@@ -126,6 +129,7 @@ class RunConfig:
     def from_dict(cls, run: Mapping[str, Any]) -> RunConfig:
         """A config.json as written (missing settings take their defaults). Files written
         before the version key existed are read as the code of that time meant them."""
+        unrecorded = _unrecorded(run)
         run = _migrate(run) if "version" not in run else run
         if run.get("version") != VERSION:
             raise ConfigError(
@@ -143,6 +147,7 @@ class RunConfig:
             model_config=settings.build(spec.config, model, "model"),
             data=settings.build(exp.data_config, run.get("data") or {}, "data"),
             train=settings.build(TrainSettings, run.get("train") or {}, "train"),
+            unrecorded=unrecorded,
         )
 
     @classmethod
@@ -232,14 +237,18 @@ def read_file(path: Path) -> dict[str, Any]:
 
 
 def _migrate(run: Mapping[str, Any]) -> dict[str, Any]:
-    """A config.json from before the version key: one data section shared by all experiments
-    (drop the keys this experiment never read) and model settings that did not exist yet
-    (their value then is the spec's `legacy`)."""
+    """A config.json from before the version key had one data section shared by all
+    experiments: drop the keys this experiment never read."""
     run = json.loads(json.dumps(run))
-    exp = get_experiment(run["experiment"])
-    known = settings.field_types(exp.data_config)
+    known = settings.field_types(get_experiment(run["experiment"]).data_config)
     run["data"] = {k: v for k, v in run.get("data", {}).items() if k in known}
-    spec = get_model(run["model"]["name"])
-    run["model"] = {**spec.legacy, **run["model"]}
     run["version"] = VERSION
     return run
+
+
+def _unrecorded(run: Mapping[str, Any]) -> tuple[str, ...]:
+    """The model's `unrecorded` settings that an unversioned config.json does not name."""
+    if "version" in run or not isinstance(run.get("model"), Mapping):
+        return ()
+    spec = get_model(run["model"].get("name", ""))
+    return tuple(k for k in spec.unrecorded if k not in run["model"])

@@ -23,14 +23,15 @@ class Preset:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """`legacy`: the value a setting had before it existed, for config.json files written then
-    (so that an old run is read as it was trained)."""
+    """`unrecorded`: settings that config.json files without a version may lack although they
+    change training (they were added later, and such files list only the preset's settings):
+    those runs load with today's defaults for evaluation, but are not resumed."""
 
     name: str
     model: type[MultimodalVAE]
     config: type
     presets: Mapping[str, Preset] = field(default_factory=dict)
-    legacy: Mapping[str, Any] = field(default_factory=dict)
+    unrecorded: tuple[str, ...] = ()
 
     def preset(self, experiment: str) -> Preset:
         """The paper's settings on `experiment`; an experiment without one gets the defaults."""

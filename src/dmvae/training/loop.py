@@ -97,7 +97,18 @@ def _check_resume(out: Path, config: RunConfig, resume: bool) -> None:
         return
     if not (out / CHECKPOINT).exists():
         raise CheckpointError(f"--resume: no checkpoint in {out}; start the run without --resume")
-    if not same_run(out, config):
+    if not (out / "config.json").exists():
+        raise CheckpointError(f"--resume: {out} has a checkpoint but no config.json")
+    saved = RunConfig.from_dict(json.loads((out / "config.json").read_text()))
+    if saved.unrecorded:
+        raise ConfigError(
+            f"{out}/config.json predates config versions and does not say which "
+            f"{', '.join(saved.unrecorded)} the run was trained with, so it cannot be resumed "
+            "safely; if you know them, add them to its model section (runs trained with the "
+            'defaults since the release objective: "reconstruction": "release", "init": '
+            '"release"; before it: "per_sample", "pytorch"), or start a new run'
+        )
+    if saved.identity() != config.identity():
         raise ConfigError(
             f"{out} was trained with another config; resume it with the same settings or "
             "choose a new --out"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -14,7 +15,9 @@ from dmvae.errors import ConfigError
 from dmvae.experiments.base import register_experiment
 from dmvae.experiments.digits import DigitExperiment, DigitFiles
 from dmvae.likelihoods import Likelihood
-from dmvae.reproduce import layouts
+
+if TYPE_CHECKING:
+    from dmvae.reproduce.layouts import ReportLayout
 
 MODALITIES = ("mnist", "svhn")
 
@@ -37,7 +40,12 @@ class MNISTSVHNData(DigitFiles):
 class MNISTSVHN(DigitExperiment):
     name = "mnist-svhn"
     data_config = MNISTSVHNData
-    report = layouts.MNIST_SVHN
+
+    @property
+    def report(self) -> ReportLayout:
+        from dmvae.reproduce.layouts import MNIST_SVHN  # reproduce builds on experiments
+
+        return MNIST_SVHN
 
     def modalities(self, data: MNISTSVHNData) -> tuple[str, ...]:
         return MODALITIES

@@ -4,6 +4,7 @@ modality with fresh Gaussian noise on the encoder input."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -14,7 +15,9 @@ from dmvae.errors import ConfigError
 from dmvae.experiments.base import register_experiment
 from dmvae.experiments.digits import DigitExperiment, DigitFiles
 from dmvae.likelihoods import Likelihood
-from dmvae.reproduce import layouts
+
+if TYPE_CHECKING:
+    from dmvae.reproduce.layouts import ReportLayout
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,12 @@ class PairedMNISTData(DigitFiles):
 class PairedMNIST(DigitExperiment):
     name = "paired-mnist"
     data_config = PairedMNISTData
-    report = layouts.PAIRED_MNIST
+
+    @property
+    def report(self) -> ReportLayout:
+        from dmvae.reproduce.layouts import PAIRED_MNIST  # reproduce builds on experiments
+
+        return PAIRED_MNIST
 
     def modalities(self, data: PairedMNISTData) -> tuple[str, ...]:
         return tuple(f"m{k}" for k in range(data.modalities))

@@ -127,3 +127,14 @@ def test_unknown_names_and_newer_files_are_refused():
     newer = {**RunConfig.preset().to_dict(), "version": 99}
     with pytest.raises(ConfigError, match="newer than this dmvae reads"):
         RunConfig.from_dict(newer)
+
+
+def test_the_example_sweep_is_a_folder_of_valid_run_files():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "examples" / "sweep"
+    configs = [RunConfig.from_file(path) for path in sorted(folder.glob("*.toml"))]
+    assert len(configs) == 3
+    assert sorted(c.model_config.gamma for c in configs) == [10.0, 100.0, 1000.0]
+    assert len({c.train.out for c in configs}) == 3
+    assert all(c.data.modalities == 3 and c.model_config.beta == 10.0 for c in configs)

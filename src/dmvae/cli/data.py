@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dmvae.experiments import EXPERIMENTS
+from dmvae.settings import add_set_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,12 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("train", "test", "both"), default="both")
     p.add_argument("--data-root", help="data directory (default: $DMVAE_DATA or the user cache)")
     p.add_argument("--download", action="store_true", help="download missing files")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a data setting, e.g. --set pairing_seed=1 --set dm=10 (see `dmvae train "
+    add_set_option(
+        p,
+        "a data setting, e.g. --set pairing_seed=1 --set dm=10 (see `dmvae train "
         "--print-config` for the keys)",
     )
     p.set_defaults(func=run)

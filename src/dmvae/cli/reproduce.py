@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from dmvae.models import MODELS
-from dmvae.settings import parse_assignments as parse_settings
+from dmvae.settings import add_set_option, parse_assignments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,12 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--num-samples", type=int, help="generated images per FID (default 10000)")
     p.add_argument("--max-test", type=int, help="evaluate on a seeded subset of the test set")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a training setting in every cell, e.g. --set max_steps=100",
+    add_set_option(
+        p,
+        "override a setting in every cell, e.g. --set train.max_steps=100",
     )
     p.add_argument("--data-root", help="data directory (default: $DMVAE_DATA or the user cache)")
     p.add_argument("--download", action="store_true", help="download missing data sets")
@@ -73,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["data.root"] = args.data_root
     if args.download:
         overrides["data.download"] = True
-    overrides.update(parse_settings(args.set))
+    overrides.update(parse_assignments(args.set))
     evaluation: dict[str, Any] = {}
     if args.fid:
         evaluation["fid_features"] = args.fid

@@ -9,7 +9,7 @@ from typing import Any
 
 from dmvae.experiments import EXPERIMENTS
 from dmvae.models import MODELS
-from dmvae.settings import parse_assignments
+from dmvae.settings import add_set_option, parse_assignments
 
 # Flags that are shorthands for settings (`--lr 1e-3` is `--set train.lr=1e-3`).
 SHORTHANDS = {
@@ -56,12 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA)")
     p.add_argument("--data-root", help="data directory (default: $DMVAE_DATA or the user cache)")
     p.add_argument("--download", action="store_true", help="download missing data sets")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any setting: train.KEY, model.KEY or data.KEY, e.g. --set model.gamma=10 "
+    add_set_option(
+        p,
+        "override any setting: train.KEY, model.KEY or data.KEY, e.g. --set model.gamma=10 "
         "--set data.noise_std=0.5 (a wrong name lists the valid ones)",
     )
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR's checkpoint")

@@ -17,6 +17,7 @@ from dmvae.cli import main
 from dmvae.config import RunConfig
 from dmvae.data import MultimodalData
 from dmvae.errors import ConfigError, DataError
+from dmvae.evaluation.suite import evaluate_run
 from dmvae.experiments import EXPERIMENTS, TensorExperiment, register_experiment
 from dmvae.models import MODELS, ModelSpec, MultimodalVAE, register_model
 from dmvae.training import load_run, train
@@ -112,6 +113,28 @@ def test_a_registered_toy_model_trains_resumes_and_loads_through_the_library(
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").open()]
     assert [r["step"] for r in log] == [2, 4, 6, 8, 10]
     assert {"rec/image", "rec/code", "kl", "loss"} <= log[-1].keys()
+    metrics = evaluate_run(tmp_path / "run", metrics=["latent", "gmm", "grids"], progress=False)
+    assert set(metrics["latent"]) == {"image", "code", "all"}
+    assert (tmp_path / "run" / "eval" / "unconditional_gmm.png").exists()
+
+
+def test_nothing_is_written_when_the_data_or_the_networks_do_not_fit(tmp_path, toy_experiment):
+    out = tmp_path / "never"
+    with pytest.raises(DataError, match="no folder"):
+        train(RunConfig.preset("folder", "mvae", {"data.path": str(tmp_path), "out": str(out)}))
+    wrong = TensorExperiment(
+        "toy-wrong-nets",
+        toy_experiment.train,
+        toy_experiment.test,
+        networks=lambda d: ({"image": nn.Linear(3, 2)}, {"image": nn.Linear(2, 3)}),
+    )
+    register_experiment(wrong)
+    try:
+        with pytest.raises(ValueError, match="name modalities"):
+            train(RunConfig.preset("toy-wrong-nets", "mvae", {"out": str(out)}))
+    finally:
+        EXPERIMENTS.pop("toy-wrong-nets")
+    assert not out.exists()
 
 
 def test_the_cli_trains_a_folder_of_npy_files_with_a_bernoulli_modality(tmp_path, capsys):

@@ -36,13 +36,13 @@ def _train(config: RunConfig, resume: bool, ctx: distributed.Context) -> Multimo
     ckpt_path = out / CHECKPOINT
     _check_resume(out, config, resume)
     torch.manual_seed(t.seed)
-    model = config.build_model().to(ctx.device)  # validates the networks before writing
+    data = config.build_data("train", ctx.device)  # data and networks are checked before
+    model = config.build_model().to(ctx.device)  # anything is written
     distributed.barrier(ctx)  # every rank has read the old config before rank 0 replaces it
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "config.json") as tmp:
             tmp.write_text(json.dumps(config.to_dict(), indent=2))
-    data = config.build_data("train", ctx.device)
     model.train()
     step_fn = TrainStep(model, t.lr, t.amsgrad, t.amp, ctx)
     sampler = EpochSampler(data, t.batch_size, t.drop_last, t.seed, ctx)

@@ -77,6 +77,14 @@ class MultimodalVAE(nn.Module):
             raise KeyError(f"unknown modalities {unknown}; this model has {list(self.modalities)}")
         return names
 
+    def generation_subsets(
+        self, given: Mapping[str, Tensor], targets: Sequence[str], subset: Sequence[str] | None
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The checked conditioning subset (default: every modality in `given`) and targets of
+        `conditional_generate`."""
+        names = self.check_subset(subset if subset is not None else tuple(given))
+        return names, self.check_subset(targets)
+
     def set_networks(
         self,
         encoders: Mapping[str, nn.Module],

@@ -359,8 +359,7 @@ class DMVAE(MultimodalVAE):
         `styles[t]` ([n_per_input, style_dim]) fixes the k-th style of target t for every input,
         so that each column of a grid shares one style (the paper's Figure 2).
         """
-        names = self.check_subset(subset if subset is not None else tuple(given))
-        targets = self.check_subset(targets)
+        names, targets = self.generation_subsets(given, targets, subset)
         enc = self._encode_each(given, names)
         content = self._content_poe(enc, names, None)[0].repeat_interleave(n_per_input, dim=0)
         n = content.shape[0]

@@ -153,8 +153,7 @@ class MMVAE(MultimodalVAE):
     ) -> dict[str, Tensor]:
         """ "posterior": z from the mixture of the given experts (one expert drawn uniformly per
         sample); "prior" (no style prior in MMVAE): the mean of the experts' locations."""
-        names = self.check_subset(subset if subset is not None else tuple(given))
-        targets = self.check_subset(targets)
+        names, targets = self.generation_subsets(given, targets, subset)
         loc, scale = self._posteriors(given, names)
         loc = loc.repeat_interleave(n_per_input, dim=1)
         scale = scale.repeat_interleave(n_per_input, dim=1)

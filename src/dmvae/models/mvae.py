@@ -129,8 +129,7 @@ class MVAE(MultimodalVAE):
     ) -> dict[str, Tensor]:
         """z from the PoE posterior of `subset` (sampled for "posterior", its mean for "prior":
         MVAE has no modality-specific prior to draw style from)."""
-        names = self.check_subset(subset if subset is not None else tuple(given))
-        targets = self.check_subset(targets)
+        names, targets = self.generation_subsets(given, targets, subset)
         mu, logvar = self.encode(given, names)
         mu = mu.repeat_interleave(n_per_input, dim=0)
         logvar = logvar.repeat_interleave(n_per_input, dim=0)

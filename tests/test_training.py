@@ -136,7 +136,7 @@ def test_corrupt_checkpoint_and_mismatched_resume_are_reported(tmp_path, mnist_r
     other = config(tmp_path, mnist_root, max_steps=2, lr=0.5)
     from dmvae.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="another config"):
+    with pytest.raises(ConfigError, match="trained with other settings"):
         train(other, resume=True)
 
 

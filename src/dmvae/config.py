@@ -33,14 +33,26 @@ else:  # pragma: no cover
 
 VERSION = 2
 SECTIONS = ("train", "model", "data")
-# Settings a resumed run may change: how long it runs, where, and how it reports.
-RESUMABLE = ("epochs", "max_steps", "device", "progress", "log_every", "checkpoint_every", "amp")
+# Settings a resumed run may change: where it is (a moved run resumes), how long it runs, on
+# what device, and how it reports and checkpoints.
+RESUMABLE = (
+    "out",
+    "epochs",
+    "max_steps",
+    "device",
+    "progress",
+    "log_every",
+    "checkpoint_every",
+    "checkpoint_minutes",
+    "amp",
+)
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     """How a run trains. `anneal_epochs`: linear KL warm-up; `likelihood_scale`: the Laplace
-    scale of every modality; `max_steps` stops early; `amp`: bfloat16 autocast."""
+    scale of every modality; `max_steps` stops early; `amp`: bfloat16 autocast. A checkpoint
+    is written every `checkpoint_every` steps and at least every `checkpoint_minutes`."""
 
     out: str = "runs/default"
     epochs: int = 1
@@ -55,6 +67,7 @@ class TrainSettings:
     device: str = "auto"
     amp: bool = False
     checkpoint_every: int = 500
+    checkpoint_minutes: float = 5.0
     log_every: int = 10
     progress: bool = True
 
@@ -68,6 +81,11 @@ class TrainSettings:
         for name in ("lr", "likelihood_scale"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.checkpoint_minutes < 0:
+            raise ConfigError(
+                f"train.checkpoint_minutes must be >= 0 (0: by steps only), got "
+                f"{self.checkpoint_minutes}"
+            )
         if self.anneal_epochs < 0:
             raise ConfigError(f"train.anneal_epochs must be >= 0, got {self.anneal_epochs}")
 
@@ -191,8 +209,8 @@ class RunConfig:
         return get_experiment(self.experiment).load(self.data, split, device)
 
     def identity(self) -> dict[str, Any]:
-        """What must match for a checkpoint to be resumed: all but `RESUMABLE` settings and
-        where the data are read from."""
+        """What must match for a checkpoint to be resumed: the settings that change training
+        (all but `RESUMABLE` ones and where the data are read from)."""
         d = self.to_dict()
         d["train"] = {k: v for k, v in d["train"].items() if k not in RESUMABLE}
         d["data"] = {k: v for k, v in d["data"].items() if k not in ("root", "download")}

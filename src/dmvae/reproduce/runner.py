@@ -42,7 +42,8 @@ def run_cell(
     if metrics_path.exists():
         return json.loads(metrics_path.read_text())
     start = time.perf_counter()
-    train(config, resume=(run_dir / CHECKPOINT).exists())
+    started = (run_dir / CHECKPOINT).exists()  # a cell without a checkpoint starts afresh
+    train(config, resume=started, overwrite=not started)
     train_seconds = time.perf_counter() - start
     settings = {**evaluation_settings(cell.experiment, budget), **(evaluation or {})}
     metrics = evaluate_run(

@@ -7,6 +7,9 @@ Under torchrun (WORLD_SIZE > 1) it trains data-parallel: see `dmvae.distributed`
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -14,105 +17,116 @@ import torch
 from dmvae import distributed
 from dmvae.config import RunConfig
 from dmvae.devices import resolve_device
-from dmvae.errors import CheckpointError, ConfigError, TrainingDiverged
+from dmvae.errors import CheckpointError, TrainingDiverged
 from dmvae.files import atomic_path
 from dmvae.models.base import MultimodalVAE
 from dmvae.objectives import kl_anneal_weight
-from dmvae.training import state
+from dmvae.training import rundir, state
 from dmvae.training.log import RunLog
 from dmvae.training.state import CHECKPOINT, EpochSampler
 from dmvae.training.step import NonFiniteLoss, TrainStep
 
 
-def train(config: RunConfig, resume: bool = False) -> MultimodalVAE:
+def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> MultimodalVAE:
     """Train the model `config` describes, writing config.json, logs and checkpoints to
-    `config.train.out`; returns the model in eval mode."""
-    return _train(config, resume, distributed.setup(config.train.device))
+    `config.train.out`; returns the model in eval mode. A directory that holds a run is
+    continued with `resume` or replaced with `overwrite`, never silently."""
+    return _train(config, resume, overwrite, distributed.setup(config.train.device))
 
 
-def _train(config: RunConfig, resume: bool, ctx: distributed.Context) -> MultimodalVAE:
-    t = config.train
-    out = Path(t.out)
-    ckpt_path = out / CHECKPOINT
-    _check_resume(out, config, resume)
+def _train(
+    config: RunConfig, resume: bool, overwrite: bool, ctx: distributed.Context
+) -> MultimodalVAE:
+    t, out = config.train, Path(config.train.out)
+    rundir.check_start(out, config, resume, overwrite)
     torch.manual_seed(t.seed)
     data = config.build_data("train", ctx.device)  # data and networks are checked before
     model = config.build_model().to(ctx.device)  # anything is written
     distributed.barrier(ctx)  # every rank has read the old config before rank 0 replaces it
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / "config.json") as tmp:
-            tmp.write_text(json.dumps(config.to_dict(), indent=2))
-    model.train()
-    step_fn = TrainStep(model, t.lr, t.amsgrad, t.amp, ctx)
-    sampler = EpochSampler(data, t.batch_size, t.drop_last, t.seed, ctx)
-    noise = torch.Generator(device=ctx.device).manual_seed(t.seed + 1)
-    total = t.epochs * sampler.steps_per_epoch
-    total = total if t.max_steps is None else min(total, t.max_steps)
-    anneal_steps = round(t.anneal_epochs * sampler.steps_per_epoch)
-    start = state.restore(ckpt_path, model, step_fn.optimizers, sampler, noise) if resume else 0
-    if ctx.enabled:  # per-rank streams; a checkpoint holds rank 0's, so they restart from here
-        noise.manual_seed(t.seed + 1 + 1000 * ctx.rank + start)
-        torch.manual_seed(t.seed + 1000 * ctx.rank + start)
-        distributed.broadcast_parameters(model, ctx)
-
-    def save(step: int) -> None:
+    with _writer(out, overwrite, ctx):
         if ctx.is_main:
-            state.save(ckpt_path, model, step_fn.optimizers, sampler, noise, step, config.to_dict())
-
-    log = RunLog(
-        out,
-        model,
-        resume=resume,
-        start=start,
-        total=total,
-        every=t.log_every,
-        batch_size=t.batch_size,
-        progress=t.progress,
-        ctx=ctx,
-    )
-    try:
-        for step, epoch, batch in sampler.batches(start, total, noise):
-            kl_weight = kl_anneal_weight(step, anneal_steps)
-            try:
-                terms = step_fn(batch, kl_weight)
-            except NonFiniteLoss as err:
-                raise TrainingDiverged(
-                    f"{err} at step {step}; the last good checkpoint is kept in {ckpt_path}; "
-                    "lower the learning rate or check the data, then resume with --resume"
-                ) from None
-            log.step(step + 1, epoch, terms, kl_weight, batch)
-            if (step + 1) % t.checkpoint_every == 0 and step + 1 < total:
-                save(step + 1)
-        save(total)
-        distributed.barrier(ctx)  # no rank returns before the final checkpoint is on disk
-    finally:
-        log.close()
+            with atomic_path(out / "config.json") as tmp:
+                tmp.write_text(json.dumps(config.to_dict(), indent=2))
+        model.train()
+        step_fn = TrainStep(model, t.lr, t.amsgrad, t.amp, ctx)
+        sampler = EpochSampler(data, t.batch_size, t.drop_last, t.seed, ctx)
+        noise = torch.Generator(device=ctx.device).manual_seed(t.seed + 1)
+        parts = (model, step_fn.optimizers, sampler, noise)
+        start = state.restore(out / CHECKPOINT, *parts) if resume else 0
+        if ctx.enabled:  # per-rank streams; a checkpoint holds rank 0's: restart them here
+            noise.manual_seed(t.seed + 1 + 1000 * ctx.rank + start)
+            torch.manual_seed(t.seed + 1000 * ctx.rank + start)
+            distributed.broadcast_parameters(model, ctx)
+        _loop(config, ctx, step_fn, parts, start, resume)
     model.eval()
     return model
 
 
-def _check_resume(out: Path, config: RunConfig, resume: bool) -> None:
-    if not resume:
+@contextmanager
+def _writer(out: Path, overwrite: bool, ctx: distributed.Context) -> Iterator[None]:
+    """Rank 0 holds the run's lock; an `overwrite` clears the old run, and files a killed
+    writer left are removed."""
+    if not ctx.is_main:
+        yield
         return
-    if not (out / CHECKPOINT).exists():
-        raise CheckpointError(f"--resume: no checkpoint in {out}; start the run without --resume")
-    if not (out / "config.json").exists():
-        raise CheckpointError(f"--resume: {out} has a checkpoint but no config.json")
-    saved = RunConfig.from_dict(json.loads((out / "config.json").read_text()))
-    if saved.unrecorded:
-        raise ConfigError(
-            f"{out}/config.json predates config versions and does not say which "
-            f"{', '.join(saved.unrecorded)} the run was trained with, so it cannot be resumed "
-            "safely; if you know them, add them to its model section (runs trained with the "
-            'defaults since the release objective: "reconstruction": "release", "init": '
-            '"release"; before it: "per_sample", "pytorch"), or start a new run'
+    out.mkdir(parents=True, exist_ok=True)
+    with rundir.locked(out):
+        if overwrite:
+            rundir.clear(out)
+        rundir.remove_leftovers(out)
+        yield
+
+
+def _loop(config, ctx, step_fn, parts, start: int, resume: bool) -> None:
+    """Steps from `start`, logging and checkpointing; Ctrl-C saves after the current step."""
+    t, out = config.train, Path(config.train.out)
+    model, optimizers, sampler, noise = parts
+    total = t.epochs * sampler.steps_per_epoch
+    total = total if t.max_steps is None else min(total, t.max_steps)
+    anneal_steps = round(t.anneal_epochs * sampler.steps_per_epoch)
+    last_save = time.monotonic()
+
+    def save(step: int) -> None:
+        nonlocal last_save
+        if ctx.is_main:
+            state.save(out / CHECKPOINT, *parts, step, config.to_dict())
+        last_save = time.monotonic()
+
+    every = dict(resume=resume, start=start, total=total, every=t.log_every)
+    log = RunLog(out, model, **every, batch_size=t.batch_size, progress=t.progress, ctx=ctx)
+    with rundir.deferred_interrupt() as interrupted:
+        try:
+            for step, epoch, batch in sampler.batches(start, total, noise):
+                kl_weight = kl_anneal_weight(step, anneal_steps)
+                try:
+                    terms = step_fn(batch, kl_weight)
+                except NonFiniteLoss as err:
+                    raise TrainingDiverged(f"{err} at step {step}; {_kept(out)}") from None
+                log.step(step + 1, epoch, terms, kl_weight, batch)
+                if interrupted():
+                    save(step + 1)
+                    raise KeyboardInterrupt(f"checkpoint at step {step + 1} in {out}")
+                due = time.monotonic() - last_save >= 60 * t.checkpoint_minutes > 0
+                if ((step + 1) % t.checkpoint_every == 0 or due) and step + 1 < total:
+                    save(step + 1)
+            save(total)
+            distributed.barrier(ctx)  # no rank returns before the final checkpoint is on disk
+        finally:
+            log.close()
+
+
+def _kept(out: Path) -> str:
+    """What a diverged run leaves, naming only files that exist."""
+    path = out / CHECKPOINT
+    if path.exists():
+        from dmvae.checkpoints import read_checkpoint
+
+        step = read_checkpoint(path)[1]["info"]["step"]
+        return (
+            f"the last good checkpoint (step {step}) is kept in {path}; lower the learning "
+            "rate or check the data, then continue with --resume"
         )
-    if saved.identity() != config.identity():
-        raise ConfigError(
-            f"{out} was trained with another config; resume it with the same settings or "
-            "choose a new --out"
-        )
+    return "no checkpoint was written yet; lower the learning rate or check the data"
 
 
 def same_run(out: str | Path, config: RunConfig) -> bool:
@@ -120,7 +134,7 @@ def same_run(out: str | Path, config: RunConfig) -> bool:
     saved = Path(out) / "config.json"
     if not saved.exists():
         return True
-    return RunConfig.from_dict(json.loads(saved.read_text())).identity() == config.identity()
+    return not rundir.identity_diff(RunConfig.from_dict(json.loads(saved.read_text())), config)
 
 
 def load_run(

@@ -1,0 +1,174 @@
+"""A run directory is never lost or mixed up: one process writes it at a time (a lock file
+that recognises a writer killed with -9), a finished run is not replaced without `overwrite`,
+resuming checks that the settings which change training are the saved ones, and temporary
+files left by a killed writer are removed when the next one starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dmvae.config import RunConfig
+from dmvae.errors import CheckpointError, ConfigError, DmvaeError
+from dmvae.training.state import CHECKPOINT
+
+LOCK = ".lock"
+RUN_FILES = ("config.json", CHECKPOINT, "log.jsonl")
+RUN_FOLDERS = ("tb", "eval")
+
+
+class RunLocked(DmvaeError):
+    """Another live process is writing the run directory."""
+
+
+def check_start(out: Path, config: RunConfig, resume: bool, overwrite: bool) -> None:
+    """Refuse, before anything is written, a start that would lose or mix up a run."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory; choose another --out")
+    if resume:
+        check_resume(out, config)
+    elif not overwrite and any((out / name).exists() for name in RUN_FILES):
+        raise ConfigError(
+            f"{out} already holds a run; continue it with --resume, replace it with "
+            "--overwrite, or choose another --out"
+        )
+
+
+def check_resume(out: Path, config: RunConfig) -> None:
+    if not (out / CHECKPOINT).exists():
+        raise CheckpointError(f"--resume: no checkpoint in {out}; start the run without --resume")
+    if not (out / "config.json").exists():
+        raise CheckpointError(f"--resume: {out} has a checkpoint but no config.json")
+    try:
+        saved = RunConfig.from_dict(json.loads((out / "config.json").read_text()))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{out}/config.json is not valid JSON ({err})") from err
+    if saved.unrecorded:
+        raise ConfigError(
+            f"{out}/config.json predates config versions and does not say which "
+            f"{', '.join(saved.unrecorded)} the run was trained with, so it cannot be resumed "
+            "safely; if you know them, add them to its model section (runs trained with the "
+            'defaults since the release objective: "reconstruction": "release", "init": '
+            '"release"; before it: "per_sample", "pytorch"), or start a new run'
+        )
+    differences = identity_diff(saved, config)
+    if differences:
+        raise ConfigError(
+            f"{out} was trained with other settings ({'; '.join(differences)}); resume it "
+            "with the saved settings, or choose a new --out"
+        )
+
+
+def identity_diff(saved: RunConfig, now: RunConfig) -> list[str]:
+    """Each setting that changes training and differs, as "key: saved X, now Y"."""
+    a, b = _flat(saved.identity()), _flat(now.identity())
+    return [
+        f"{key}: saved {a.get(key)!r}, now {b.get(key)!r}"
+        for key in sorted(set(a) | set(b))
+        if a.get(key) != b.get(key)
+    ]
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and key in ("model", "data", "train"):
+            out.update(_flat(value, f"{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def clear(out: Path) -> None:
+    """Remove a run's files (for `overwrite`); other files in the folder are kept."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        shutil.rmtree(out / name, ignore_errors=True)
+
+
+def remove_leftovers(out: Path) -> list[Path]:
+    """Temporary files of writes a killed process never finished (only the lock holder calls
+    this, so none of them is being written)."""
+    found = [p for folder in (out, out / "eval") for p in folder.glob("*.tmp*") if p.is_file()]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
+
+
+@contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold `out/.lock` while writing the run; a lock whose process is gone is taken over."""
+    path = out / LOCK
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            _take_over_if_stale(path)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f)
+        break
+    else:
+        raise RunLocked(f"could not lock {path}; remove it if no process writes {out}")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _take_over_if_stale(path: Path) -> None:
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        holder = {}
+    pid, host = holder.get("pid"), holder.get("host")
+    if host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
+        path.unlink(missing_ok=True)  # left by a process that was killed
+        return
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
+    raise RunLocked(
+        f"{path.parent} is being written by another process (pid {pid} on {host}, since "
+        f"{since}); wait for it to finish, or remove {path} if that process is gone"
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C during training: the first one is noted and the loop stops after the current
+    step (so that the checkpoint it writes is consistent); a second one stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    flag = {"set": False}
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame) -> None:
+        if flag["set"]:
+            raise KeyboardInterrupt
+        flag["set"] = True
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: flag["set"]
+    finally:
+        signal.signal(signal.SIGINT, previous)

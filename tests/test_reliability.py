@@ -1,0 +1,188 @@
+"""Nothing is lost: a finished run is not replaced, one process writes a run at a time, a moved
+run resumes, Ctrl-C and kill -9 resume to the uninterrupted weights bit for bit, temporary files
+of a killed writer are removed, and every message names files that exist."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from dmvae.checkpoints import read_checkpoint
+from dmvae.config import RunConfig
+from dmvae.errors import ConfigError, TrainingDiverged
+from dmvae.models.mvae import MVAE
+from dmvae.training import CHECKPOINT, train
+from dmvae.training.rundir import LOCK, RunLocked
+
+
+def write_folder(root, n_train=256, n_test=64) -> None:
+    """Two small modalities as .npy files: 8x8 bar images and one-hot codes of 4 labels."""
+    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
+        g = np.random.default_rng(seed)
+        labels = g.integers(0, 4, n)
+        images = np.zeros((n, 1, 8, 8), np.uint8)
+        images[np.arange(n), 0, 2 * labels] = 200
+        (root / split).mkdir(parents=True)
+        np.save(root / split / "image.npy", images)
+        np.save(root / split / "code.npy", np.eye(4, dtype=np.float32)[labels])
+        np.save(root / split / "labels.npy", labels)
+
+
+@pytest.fixture
+def data(tmp_path):
+    write_folder(tmp_path / "data")
+    return tmp_path / "data"
+
+
+def config(data, out, **train) -> RunConfig:
+    settings = {"data.path": str(data), "out": str(out), "batch_size": 32, "epochs": 2}
+    settings.update({"progress": False, "checkpoint_every": 3, "log_every": 1})
+    return RunConfig.preset("folder", "mvae", {**settings, **train})
+
+
+def weights(model) -> dict:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_a_finished_run_is_never_replaced_without_overwrite(tmp_path, data):
+    cfg = config(data, tmp_path / "run", max_steps=4)
+    train(cfg)
+    before = (tmp_path / "run" / CHECKPOINT).read_bytes()
+    (tmp_path / "run" / "eval").mkdir()
+    with pytest.raises(ConfigError, match="already holds a run.*--resume.*--overwrite"):
+        train(cfg.override({"lr": 0.5}))
+    assert (tmp_path / "run" / CHECKPOINT).read_bytes() == before
+    train(cfg.override({"lr": 0.5}), overwrite=True)
+    assert (tmp_path / "run" / CHECKPOINT).read_bytes() != before
+    assert not (tmp_path / "run" / "eval").exists()  # results of the replaced run are gone
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["lr"] == 0.5
+
+
+def test_a_moved_or_respelled_run_resumes_and_a_mismatch_names_the_keys(tmp_path, data):
+    full = weights(train(config(data, tmp_path / "full", max_steps=12)))
+    train(config(data, tmp_path / "a", max_steps=6))
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    spelled = str(tmp_path / "b") + "/"
+    resumed = train(config(data, spelled, max_steps=12), resume=True)
+    assert_same(full, weights(resumed))
+    with pytest.raises(ConfigError, match=r"train\.lr: saved 0\.001, now 0\.5.*saved settings"):
+        train(config(data, tmp_path / "b", max_steps=14, lr=0.5), resume=True)
+
+
+def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(tmp_path, data):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
+    with pytest.raises(RunLocked, match=f"being written by another process \\(pid {os.getpid()}"):
+        train(config(data, out, max_steps=2))
+    assert not (out / "config.json").exists()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (out / LOCK).write_text(json.dumps({"pid": gone.pid, "host": os.uname().nodename}))
+    leftover = out / f"{CHECKPOINT}.{gone.pid}.tmp"
+    leftover.write_bytes(b"x" * 100)
+    train(config(data, out, max_steps=2))
+    assert not (out / LOCK).exists() and not leftover.exists()
+
+
+def test_ctrl_c_saves_after_the_current_step_and_resumes_exactly(tmp_path, data, monkeypatch):
+    full = weights(train(config(data, tmp_path / "full", max_steps=10)))
+    real_loss, calls = MVAE.loss, {"n": 0}
+
+    def interrupted_loss(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # Ctrl-C arrives in the middle of step 5
+            signal.raise_signal(signal.SIGINT)
+        return real_loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(MVAE, "loss", interrupted_loss)
+    with pytest.raises(KeyboardInterrupt, match="checkpoint at step 5"):
+        train(config(data, tmp_path / "run", max_steps=10, checkpoint_every=1000))
+    monkeypatch.setattr(MVAE, "loss", real_loss)
+    assert read_checkpoint(tmp_path / "run" / CHECKPOINT)[1]["info"]["step"] == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    resumed = train(config(data, tmp_path / "run", max_steps=10), resume=True)
+    assert_same(full, weights(resumed))
+
+
+def test_checkpoints_follow_the_clock_too(tmp_path, data, monkeypatch):
+    real_loss, calls = MVAE.loss, {"n": 0}
+
+    def dying_loss(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("power cut")
+        return real_loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(MVAE, "loss", dying_loss)
+    cfg = config(data, tmp_path / "run", max_steps=10, checkpoint_every=1000)
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(cfg.override({"checkpoint_minutes": 1e-9}))  # due after every step
+    assert read_checkpoint(tmp_path / "run" / CHECKPOINT)[1]["info"]["step"] == 3
+
+
+def test_a_nan_before_the_first_checkpoint_names_no_checkpoint(tmp_path, data, monkeypatch):
+    real_loss = MVAE.loss
+
+    def nan_loss(self, *args, **kwargs):
+        terms = real_loss(self, *args, **kwargs)
+        terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(MVAE, "loss", nan_loss)
+    with pytest.raises(TrainingDiverged, match="no checkpoint was written yet") as err:
+        train(config(data, tmp_path / "run", max_steps=5))
+    assert "kept in" not in str(err.value)
+
+
+def _train_command(data, out, steps: int) -> list[str]:
+    return [
+        sys.executable, "-m", "dmvae", "train", "--experiment", "folder", "--model", "mvae",
+        "--set", f"data.path={data}", "--batch-size", "32", "--epochs", "2",
+        "--max-steps", str(steps), "--set", "train.checkpoint_every=2", "--no-progress",
+        "--device", "cpu", "--out", str(out),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.35])
+def test_kill_9_at_a_random_point_resumes_to_the_uninterrupted_weights(tmp_path, data, delay):
+    """SIGKILL once the run has checkpointed (plus `delay` seconds: during a later step or a
+    checkpoint write), then resume: the weights equal those of a run never killed."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    steps = 16
+    subprocess.run(_train_command(data, tmp_path / "full", steps), env=env, check=True)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_train_command(data, out, steps), env=env)
+    deadline = time.monotonic() + 120
+    while not (out / CHECKPOINT).exists() and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if delay == 0.0:  # killed in the middle of the run: its lock stays behind
+        assert proc.returncode == -signal.SIGKILL and (out / LOCK).exists()
+    resume = _train_command(data, out, steps) + ["--resume"]
+    subprocess.run(resume, env=env, check=True)
+    from dmvae.training import load_run
+
+    full, _ = load_run(tmp_path / "full")
+    resumed, _ = load_run(out)
+    assert_same(weights(full), weights(resumed))
+    assert not list(out.glob("*.tmp*")) and not (out / LOCK).exists()

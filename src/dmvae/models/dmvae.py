@@ -71,6 +71,18 @@ class DMVAEConfig:
                 raise ValueError(f"DMVAE {name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.subset_prob < 1:
             raise ValueError(f"DMVAE subset_prob must lie in (0, 1), got {self.subset_prob}")
+        for name in ("beta", "gamma", "delta"):
+            value = getattr(self, name)
+            values = value.values() if isinstance(value, Mapping) else [value]
+            if any(v < 0 for v in values):
+                raise ValueError(f"DMVAE {name} must be >= 0, got {value}")
+        if self.temperature <= 0 or self.disc_lr <= 0:
+            raise ValueError(
+                f"DMVAE temperature and disc_lr must be positive, got {self.temperature}, "
+                f"{self.disc_lr}"
+            )
+        if not all(0 <= b < 1 for b in self.disc_betas):
+            raise ValueError(f"DMVAE disc_betas must lie in [0, 1), got {self.disc_betas}")
 
     @property
     def latent_dim(self) -> int:

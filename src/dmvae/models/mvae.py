@@ -31,6 +31,8 @@ class MVAEConfig:
     num_random_subsets: int = 1
 
     def __post_init__(self) -> None:
+        if self.beta < 0:
+            raise ValueError(f"MVAE beta must be >= 0, got {self.beta}")
         if self.latent_dim < 1 or self.num_random_subsets < 0:
             raise ValueError(
                 f"MVAE needs latent_dim >= 1 and num_random_subsets >= 0, got {self.latent_dim} "

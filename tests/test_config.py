@@ -115,7 +115,7 @@ def test_cli_prints_the_resolved_config_of_a_run_file(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["model"]["name"] == "mmvae" and printed["model"]["K"] == 3
     assert printed["train"]["lr"] == 0.01 and printed["train"]["amsgrad"] is True  # preset kept
-    assert main(["train", "--set", "lr=1"]) == 1
+    assert main(["train", "--set", "lr=1"]) == 2
     assert "--out RUN_DIR" in capsys.readouterr().err
 
 

@@ -140,6 +140,53 @@ def test_missing_and_corrupt_files_name_the_file(tmp_path):
         load_svhn(tmp_path, "test", verify=False)
 
 
+@pytest.fixture
+def offline(monkeypatch):
+    """No network: every URL torchvision opens fails as it does without one."""
+    import urllib.error
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+
+
+def test_failed_downloads_name_the_urls_and_the_folder_for_the_files(tmp_path, offline, capsys):
+    raw = tmp_path / "MNIST" / "raw"
+    with pytest.raises(DataError) as err:
+        load_mnist(tmp_path, train=False, download=True)
+    message = str(err.value)
+    assert message.startswith("could not download the MNIST files from https://")
+    assert "Temporary failure in name resolution" in message and "\n" not in message
+    assert f"into {raw}," in message and "t10k-images-idx3-ubyte" in message
+    assert "delete" not in message
+    with pytest.raises(DataError) as err:
+        load_svhn(tmp_path, "test", download=True)
+    message = str(err.value)
+    assert message.startswith("could not download the SVHN file test_32x32.mat from http")
+    assert "housenumbers/test_32x32.mat" in message and f"into {tmp_path}," in message
+    assert "delete" not in message and not (tmp_path / "test_32x32.mat").exists()
+
+    args = ["data", "prepare", "--dataset", "mnist-svhn", "--data-root", str(tmp_path)]
+    assert main([*args, "--download"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dmvae: error: could not download the MNIST")
+
+
+def test_missing_files_say_where_they_go_and_that_download_fetches_them(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_mnist(tmp_path, train=True)
+    message = str(err.value)
+    assert message.startswith(f"MNIST files missing in {tmp_path / 'MNIST' / 'raw'}: ")
+    assert "train-labels-idx1-ubyte" in message and "pass --download to fetch them" in message
+    with pytest.raises(DataError) as err:
+        load_svhn(tmp_path, "train")
+    message = str(err.value)
+    assert message.startswith(f"SVHN file missing: {tmp_path / 'train_32x32.mat'}; ")
+    assert f"in {tmp_path}," in message and "pass --download to fetch it" in message
+
+
 def test_data_root_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("DMVAE_DATA", str(tmp_path / "env"))
     assert resolve_data_root("given") == resolve_data_root("given")

@@ -4,6 +4,8 @@ separable, and the GMM sampler is reproducible."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -454,7 +456,51 @@ def test_evaluate_run_rejects_bad_settings_before_loading_the_run(tmp_path, caps
         evaluate_run(tmp_path / "missing", metrics=["bogus"])
     with pytest.raises(ConfigError, match="not both"):
         evaluate_run(tmp_path, settings=EvalSettings(), seed=1)
-    assert main(["evaluate", str(tmp_path / "missing"), "--num-samples", "0"]) == 1
+    assert main(["evaluate", str(tmp_path / "missing"), "--num-samples", "0"]) == 2
     assert "dmvae: error: num_samples=0 is invalid" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["evaluate", str(tmp_path), "--metrics", "bogus"])
+
+
+def progress_bars(stderr: str) -> list[str]:
+    """The lines of `stderr` that a tqdm bar wrote."""
+    return [line for line in stderr.splitlines() if "%|" in line or "it/s" in line]
+
+
+def test_no_progress_hides_the_bars_of_an_evaluation(tmp_path, monkeypatch, capfd):
+    from dmvae.cli import main
+
+    def context(run_dir, settings, device="cpu"):
+        return fake_context(Path(run_dir), settings, device)
+
+    monkeypatch.setattr(suite, "build_context", context)
+    args = ["evaluate", str(tmp_path), "--metrics", "coherence", "latent", "joint"]
+    args += ["--fid", "classifier", "--num-samples", "200", "--batch-size", "50"]
+    assert main(args) == 0
+    assert progress_bars(capfd.readouterr().err)  # the coherence bar, which the flag hides
+    assert main([*args, "--no-progress"]) == 0
+    assert progress_bars(capfd.readouterr().err) == []
+
+
+def test_no_progress_reaches_the_classifiers_trained_on_first_use(tmp_path, monkeypatch, capfd):
+    from dmvae.cli import main
+    from dmvae.experiments import get_experiment
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (300,), generator=g)
+    images = (labels.view(-1, 1, 1, 1) * 25).expand(-1, 1, 28, 28).to(torch.uint8)
+    monkeypatch.setattr(clf, "load_mnist", lambda root, train, download=False: (images, labels))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no cached classifier
+    experiment = get_experiment("paired-mnist")
+    data = experiment.data_config(root=str(tmp_path))
+    found = experiment.classifiers(data, torch.device("cpu"), progress=False)
+    assert set(found) == {"m0", "m1"} and found["m0"] is found["m1"]
+    assert (tmp_path / "dmvae_classifiers" / f"{clf.classifier_key('mnist')}.safetensors").exists()
+    assert progress_bars(capfd.readouterr().err) == []
+
+    args = ["classifiers", "train", "--data-root", str(tmp_path), "--epochs", "1", "--force"]
+    args += ["--device", "cpu"]
+    assert main(args) == 0
+    assert progress_bars(capfd.readouterr().err)
+    assert main([*args, "--no-progress"]) == 0
+    assert progress_bars(capfd.readouterr().err) == []

@@ -172,13 +172,56 @@ def test_cli_train_writes_run_directory(tmp_path, mnist_root, capsys):
     assert run["data"]["modalities"] == 3
     assert (out / CHECKPOINT).exists() and (out / "log.jsonl").exists()
     assert any((out / "tb").iterdir())
-    assert main(["train", "--out", str(out), "--set", "nonsense=1"]) == 1
+    assert main(["train", "--out", str(out), "--set", "nonsense=1"]) == 2
     assert "unknown setting 'nonsense'" in capsys.readouterr().err
-    assert main(["train", "--out", str(out), "--set", "model.gamma=ten"]) == 1
+    assert main(["train", "--out", str(out), "--set", "model.gamma=ten"]) == 2
     assert "'model.gamma' must be float, got 'ten'" in capsys.readouterr().err
-    assert main(["train", "--out", str(out), "--set", "model.gama=1"]) == 1
+    assert main(["train", "--out", str(out), "--set", "model.gama=1"]) == 2
     err = capsys.readouterr().err
     assert "unknown model settings ['gama']" in err and "'model.gamma'" in err
+
+
+def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, mnist_root, capsys):
+    """A usage error (a bad setting) exits 2, a file system error 1, each as one line naming
+    the problem; `dmvae --debug` raises instead, so the traceback shows."""
+    assert main(["train", "--set", "train.epochs=0", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dmvae: error: train.epochs must be at least")
+    with pytest.raises(ConfigError, match="train.epochs must be at least 1"):
+        main(["--debug", "train", "--set", "train.epochs=0", "--out", str(tmp_path / "r")])
+
+    taken = tmp_path / "taken"  # --out names an existing file
+    taken.write_text("not a folder")
+    args = ["train", "--max-steps", "1", "--batch-size", "32", "--device", "cpu"]
+    args += ["--data-root", str(mnist_root), "--no-progress", "--out", str(taken)]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert captured.err.startswith(f"dmvae: error: {taken}: ")
+    assert "--debug" in captured.err and taken.read_text() == "not a folder"
+    with pytest.raises(OSError):
+        main(["--debug", *args])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermissionError(13, "Permission denied", "/runs/x/config.json"),
+        OSError(28, "No space left on device", "/runs/x/checkpoint.safetensors"),
+        NotADirectoryError(20, "Not a directory", "/runs/file/x"),
+    ],
+)
+def test_file_system_errors_name_the_path_and_the_problem(error, monkeypatch, capsys):
+    from dmvae.cli import train as train_cli
+
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(train_cli, "run", fail)
+    assert main(["train", "--out", "x"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"dmvae: error: {error.filename}: {error.strerror} (")
+    assert err.count("\n") == 1
 
 
 def test_collapse_is_warned_once_in_the_log_and_above_the_bar(

@@ -1,7 +1,10 @@
 """Command-line entry point: `dmvae <command> ...`.
 
 Each sub-command lives in its own module with an `add_parser(subparsers)` that registers it
-and sets `func`; `main` only dispatches, and turns `DmvaeError` into one clear error line.
+and sets `func`; `main` only dispatches, and turns errors into one line on stderr: a usage error
+(argparse's, or a `ConfigError`: a bad setting) exits with status 2, any other `DmvaeError` or a
+file system error (`OSError`: a path that is a file, a read-only folder, a full disk) with 1.
+`dmvae --debug COMMAND ...` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -12,15 +15,31 @@ import sys
 from collections.abc import Sequence
 
 from dmvae import __version__
-from dmvae.errors import DmvaeError
+from dmvae.errors import ConfigError, DmvaeError
 
 COMMANDS = ("data", "train", "classifiers", "evaluate", "reproduce")
+USAGE_ERROR = 2  # argparse's exit status for a bad command line
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dmvae", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"dmvae {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = argparse.ArgumentParser(
+        prog="dmvae",
+        description="Train, evaluate and reproduce multimodal VAEs (DMVAE, MVAE, MMVAE).",
+        epilog="`dmvae COMMAND --help` describes a command and its options, with their defaults.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"dmvae {__version__}",
+        help="print dmvae's version and exit",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error show the full traceback, not one line (default: one line); give it "
+        "before the command",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", help="the command to run:")
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"dmvae.cli.{name}")
@@ -37,15 +56,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return USAGE_ERROR
     try:
         return int(args.func(args) or 0)
-    except DmvaeError as err:
-        print(f"dmvae: error: {err}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("dmvae: interrupted", file=sys.stderr)
         return 130
+    except (DmvaeError, OSError) as err:
+        if args.debug:
+            raise
+        print(f"dmvae: error: {error_line(err, args.command)}", file=sys.stderr)
+        return USAGE_ERROR if isinstance(err, ConfigError) else 1
+
+
+def error_line(err: DmvaeError | OSError, command: str) -> str:
+    """One line for an error: a `DmvaeError`'s message; for a file system error the path and
+    the problem ("runs/x: File exists"), and how to see where it happened."""
+    if isinstance(err, DmvaeError):
+        return str(err)
+    paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    where = "".join(f"{p}: " for p in paths)
+    problem = err.strerror or str(err) or type(err).__name__
+    return f"{where}{problem} (run `dmvae --debug {command} ...` for the traceback)"
 
 
 if __name__ == "__main__":

@@ -4,17 +4,56 @@ from __future__ import annotations
 
 import argparse
 
+from dmvae.cli import options
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("classifiers", help="train or list the evaluation classifiers")
-    p.add_argument("action", choices=("train", "show"))
-    p.add_argument("--dataset", choices=("mnist", "svhn"), default="mnist")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root")
-    p.add_argument("--download", action="store_true")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--force", action="store_true", help="retrain even if a cached one exists")
+    from dmvae.evaluation import classifiers as clf
+
+    epochs = ", ".join(f"{v['epochs']} for {k}" for k, v in clf.DEFAULTS.items())
+    p = sub.add_parser(
+        "classifiers",
+        help="train or list the evaluation classifiers",
+        description=(
+            "The digit classifiers that score coherence and give the features of the quick "
+            "classifier FD. `train` trains one on the official training set, scores it on the "
+            "test set and caches it in DATA_ROOT/dmvae_classifiers (the user cache if that is "
+            "read-only); `show` lists the cached ones with their test accuracy. `dmvae "
+            "evaluate` trains a missing classifier on first use, so this is only needed to "
+            "train ahead of time, with other settings, or again (--force)."
+        ),
+    )
+    p.add_argument(
+        "action",
+        choices=("train", "show"),
+        help="train: train and cache a classifier (kept if cached, unless --force); "
+        "show: list the cached classifiers",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=tuple(clf.ARCHITECTURES),
+        default="mnist",
+        help="the classifier to train: MNIST's LeNet or SVHN's CNN (default: %(default)s)",
+    )
+    p.add_argument("--epochs", type=int, metavar="N", help=f"training epochs (default: {epochs})")
+    p.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        default=options.signature_default(clf.train_and_cache, "seed"),
+        help="the training seed; each seed is cached as its own classifier and `dmvae "
+        f"evaluate` uses seed {options.signature_default(clf.load_classifier, 'seed')} "
+        "(default: %(default)s)",
+    )
+    options.add_data_root(p)
+    options.add_download(p)
+    options.add_device(p, "auto")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="train again even if a cached classifier exists (default: keep the cached one)",
+    )
+    options.add_no_progress(p)
     p.set_defaults(func=run)
 
 
@@ -51,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         epochs=args.epochs,
         download=args.download,
+        progress=not args.no_progress,
     )
     print(
         f"{args.dataset} classifier: test accuracy {100 * info['test_accuracy']:.2f} % "

@@ -4,27 +4,56 @@ from __future__ import annotations
 
 import argparse
 
+from dmvae.cli import options
 from dmvae.experiments import EXPERIMENTS
 from dmvae.settings import add_set_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="prepare or describe an experiment's data set")
-    p.add_argument("action", choices=("prepare", "summary"))
+    from dmvae.experiments.paired_mnist import PairedMNISTData
+
+    p = sub.add_parser(
+        "data",
+        help="prepare or describe an experiment's data set",
+        description=(
+            "Load an experiment's train and test splits: `prepare` builds (or checks) the "
+            "cached pairing index files beside the data and prints the sample counts; `summary` "
+            "also prints the class balance, whether the labels agree across modalities, and "
+            "the memory the split takes. Exits with status 1 if labels disagree."
+        ),
+    )
+    p.add_argument(
+        "action",
+        choices=("prepare", "summary"),
+        help="prepare: build the index files; summary: also describe the data",
+    )
     p.add_argument(
         "--experiment",
         "--dataset",
-        default="paired-mnist",
-        help=f"{', '.join(sorted(EXPERIMENTS))} or 'module:attribute' (default paired-mnist)",
+        metavar="NAME",
+        default=options.preset_default("experiment"),
+        help=f"the experiment whose data to load: {', '.join(sorted(EXPERIMENTS))}, or "
+        "'module:attribute' (default: %(default)s)",
     )
-    p.add_argument("--modalities", type=int, help="paired MNIST: 2-5 (default 2)")
-    p.add_argument("--split", choices=("train", "test", "both"), default="both")
-    p.add_argument("--data-root", help="data directory (default: $DMVAE_DATA or the user cache)")
-    p.add_argument("--download", action="store_true", help="download missing files")
+    p.add_argument(
+        "--modalities",
+        type=int,
+        metavar="M",
+        help=f"paired MNIST: the number of modalities, 2 to 5 "
+        f"(default: {PairedMNISTData().modalities})",
+    )
+    p.add_argument(
+        "--split",
+        choices=("train", "test", "both"),
+        default="both",
+        help="which split to load (default: %(default)s)",
+    )
+    options.add_data_root(p)
+    options.add_download(p)
     add_set_option(
         p,
-        "a data setting, e.g. --set pairing_seed=1 --set dm=10 (see `dmvae train "
-        "--print-config` for the keys)",
+        "a data setting, e.g. --set pairing_seed=1 --set dm=10; repeatable, `dmvae train "
+        "--print-config` lists the keys (default: the experiment's data defaults)",
     )
     p.set_defaults(func=run)
 

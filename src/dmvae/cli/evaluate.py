@@ -4,17 +4,36 @@ from __future__ import annotations
 
 import argparse
 
+from dmvae.cli import options
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from dmvae.evaluation.suite import FID_FEATURES, METRICS, STYLES, EvalSettings
 
     default = EvalSettings()  # the defaults live in EvalSettings alone
-    p = sub.add_parser("evaluate", help="evaluate a trained run (coherence, latent, GMM, FID)")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--metrics", nargs="+", choices=METRICS, help="default: all")
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a trained run (coherence, latent, GMM, FID)",
+        description=(
+            "Evaluate a trained run as the paper does: conditional and joint coherence, linear "
+            "latent classification, the ex-post GMM, unconditional, conditional and "
+            "class-specific FIDs and sample grids, written to RUN_DIR/eval/ (metrics.json, "
+            "metrics.md and PNGs). The digit classifiers are trained on first use."
+        ),
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory `dmvae train` wrote")
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        choices=METRICS,
+        metavar="METRIC",
+        help=f"the metrics to compute, of {', '.join(METRICS)}; they run in this order "
+        "(default: all)",
+    )
     p.add_argument(
         "--num-samples",
         type=int,
+        metavar="N",
         default=default.num_samples,
         help="generated images per FID (default: %(default)s)",
     )
@@ -25,23 +44,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="Inception FID (needs dmvae[fid]), the quick classifier-feature FD, or none "
         "(default: %(default)s)",
     )
-    p.add_argument("--max-test", type=int, help="evaluate on a seeded subset of the test set")
     p.add_argument(
-        "--num-real", type=int, help="FID reference images per data set (default: whole test set)"
+        "--max-test",
+        type=int,
+        metavar="N",
+        default=default.max_test,
+        help="evaluate on a seeded subset of N test samples (default: the whole test set)",
+    )
+    p.add_argument(
+        "--num-real",
+        type=int,
+        metavar="N",
+        default=default.num_real,
+        help="FID reference images per data set (default: the whole test set)",
     )
     p.add_argument(
         "--style",
         choices=STYLES,
+        default=default.style,
         help="style of conditional samples (default: prior for DMVAE, posterior for baselines)",
     )
-    p.add_argument("--with-style", action="store_true", help="DMVAE latent probe: content+style")
     p.add_argument(
-        "--batch-size", type=int, default=default.batch_size, help="default: %(default)s"
+        "--with-style",
+        action="store_true",
+        help="DMVAE's latent probe classifies content and style together (default: content alone)",
     )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--data-root")
-    p.add_argument("--seed", type=int, default=default.seed, help="default: %(default)s")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        default=default.batch_size,
+        help="test samples per batch when scoring coherence (default: %(default)s)",
+    )
+    options.add_device(p, "auto")
+    options.add_data_root(p, "the folder the run was trained on")
+    p.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        default=default.seed,
+        help="the evaluation's random seed: samples, test subset, probes and GMM "
+        "(default: %(default)s)",
+    )
+    options.add_no_progress(p)
     p.set_defaults(func=run)
 
 

@@ -7,13 +7,24 @@ import shlex
 import sys
 from typing import Any
 
+from dmvae.cli import options
 from dmvae.models import MODELS
 from dmvae.settings import add_set_option, parse_assignments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from dmvae.reproduce import BUDGETS, reproducible
+    from dmvae.evaluation.suite import FID_FEATURES, EvalSettings
+    from dmvae.reproduce import BUDGETS, reproduce, reproducible
+    from dmvae.reproduce.cells import evaluation_settings
 
+    def default(name: str) -> Any:  # the defaults live in reproduce()'s signature
+        value = options.signature_default(reproduce, name)
+        return list(value) if isinstance(value, tuple) else value
+
+    experiments = reproducible()
+    fid = ", ".join(
+        f"{evaluation_settings(experiments[0], b)['fid_features']} for {b}" for b in BUDGETS
+    )
     p = sub.add_parser(
         "reproduce",
         help="train and evaluate a grid of runs and write a report beside the paper's numbers",
@@ -22,37 +33,78 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "then write DIR/report.md. Run it again with more --seeds to extend the grid."
         ),
     )
-    p.add_argument("experiment", choices=reproducible())
-    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    p.add_argument("experiment", choices=experiments, help="the paper's experiment to reproduce")
     p.add_argument(
-        "--modalities", nargs="+", type=int, default=[2, 3, 4, 5], help="paired MNIST: M values"
+        "--models",
+        nargs="+",
+        choices=MODELS,
+        metavar="MODEL",
+        default=default("models"),
+        help=f"the models of the grid, of {', '.join(MODELS)} "
+        f"(default: {' '.join(default('models'))})",
     )
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument(
+        "--modalities",
+        nargs="+",
+        type=int,
+        metavar="M",
+        default=default("modalities"),
+        help="paired MNIST: the numbers of modalities of the grid "
+        f"(default: {' '.join(map(str, default('modalities')))})",
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        metavar="N",
+        default=default("seeds"),
+        help=f"training seeds, one run per seed (default: {' '.join(map(str, default('seeds')))})",
+    )
     p.add_argument(
         "--budget",
         choices=BUDGETS,
-        default="quick",
-        help="quick: a reduced schedule for a CPU (docs/results.md); paper: the paper's epochs",
+        default=default("budget"),
+        help="quick: a reduced schedule for a CPU (docs/results.md); paper: the paper's epochs "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--fid",
-        choices=("inception", "classifier", "none"),
-        help="features for FIDs (default: classifier for quick, inception for paper)",
+        choices=FID_FEATURES,
+        help=f"features for FIDs (default: {fid})",
     )
-    p.add_argument("--num-samples", type=int, help="generated images per FID (default 10000)")
-    p.add_argument("--max-test", type=int, help="evaluate on a seeded subset of the test set")
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        metavar="N",
+        help=f"generated images per FID (default: {EvalSettings().num_samples})",
+    )
+    p.add_argument(
+        "--max-test",
+        type=int,
+        metavar="N",
+        help="evaluate on a seeded subset of N test samples (default: the whole test set)",
+    )
     add_set_option(
         p,
-        "override a setting in every cell, e.g. --set train.max_steps=100",
+        "override a setting in every cell, e.g. --set train.max_steps=100; repeatable "
+        "(default: the budget's settings)",
     )
-    p.add_argument("--data-root", help="data directory (default: $DMVAE_DATA or the user cache)")
-    p.add_argument("--download", action="store_true", help="download missing data sets")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
+    options.add_data_root(p)
+    options.add_download(p)
+    options.add_device(p, default("device"))
+    options.add_no_progress(p)
     p.add_argument(
-        "--report-only", action="store_true", help="rewrite the report from complete cells"
+        "--report-only",
+        action="store_true",
+        help="only rewrite DIR/report.md from the complete cells (default: train and evaluate "
+        "the missing cells first)",
     )
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="the grid's folder: a run directory per cell, and report.md (required)",
+    )
     p.set_defaults(func=run)
 
 
@@ -72,12 +124,13 @@ def run(args: argparse.Namespace) -> int:
         overrides["data.download"] = True
     overrides.update(parse_assignments(args.set))
     evaluation: dict[str, Any] = {}
-    if args.fid:
-        evaluation["fid_features"] = args.fid
-    if args.num_samples:
-        evaluation["num_samples"] = args.num_samples
-    if args.max_test:
-        evaluation["max_test"] = args.max_test
+    for key, value in (
+        ("fid_features", args.fid),
+        ("num_samples", args.num_samples),
+        ("max_test", args.max_test),
+    ):
+        if value is not None:
+            evaluation[key] = value
     path = reproduce(
         args.experiment,
         args.out,

@@ -7,6 +7,7 @@ import json
 import os
 from typing import Any
 
+from dmvae.cli import options
 from dmvae.experiments import EXPERIMENTS
 from dmvae.models import MODELS
 from dmvae.settings import add_set_option, parse_assignments
@@ -25,48 +26,120 @@ SHORTHANDS = {
 }
 
 
+def train_default(name: str, none: str = "none") -> str:
+    """The default of train setting `name` for a help text: `TrainSettings`' value, and "the
+    preset's" where a model's preset sets it."""
+    from dmvae.config import TrainSettings
+
+    value = getattr(TrainSettings(), name)
+    shown = none if value is None else str(value)
+    in_presets = any(name in p.train for spec in MODELS.values() for p in spec.presets.values())
+    return f"the preset's; {shown} without one" if in_presets else shown
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from dmvae.experiments.paired_mnist import PairedMNISTData
+
     p = sub.add_parser(
         "train",
         help="train a model (DMVAE, MVAE, MMVAE) on an experiment or on your own data",
         description=(
             "Train a model. Settings come from the paper's preset for the experiment and model, "
             "then from --config FILE (TOML or JSON with config.json's keys), then from the flags "
-            "and --set. Every value is type-checked before anything is written."
+            "and --set. Every value is type-checked before anything is written. "
+            "`dmvae train ... --print-config` shows the resolved values, defaults included, "
+            "without training."
         ),
     )
     p.add_argument(
         "--experiment",
-        help=f"{', '.join(sorted(EXPERIMENTS))} (default paired-mnist), or your own as "
-        "'package.module:attribute' or 'file.py:attribute'",
+        metavar="NAME",
+        help=f"the experiment: {', '.join(sorted(EXPERIMENTS))}, or your own as "
+        f"'package.module:attribute' or 'file.py:attribute' (default: --config's, else "
+        f"{options.preset_default('experiment')})",
     )
     p.add_argument(
         "--model",
-        help=f"{', '.join(sorted(MODELS))} (default dmvae), or one your experiment's module "
-        "registers",
+        metavar="NAME",
+        help=f"the model: {', '.join(sorted(MODELS))}, or one your experiment's module "
+        f"registers (default: --config's, else {options.preset_default('model')})",
     )
-    p.add_argument("--config", metavar="FILE", help="a run file (.toml or .json)")
-    p.add_argument("--modalities", type=int, help="paired MNIST: number of modalities (2-5)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--max-steps", type=int, help="stop after this many steps")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu or cuda")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA)")
-    p.add_argument("--data-root", help="data directory (default: $DMVAE_DATA or the user cache)")
-    p.add_argument("--download", action="store_true", help="download missing data sets")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a run file (.toml, or .json like a run's config.json) whose settings replace the "
+        "preset's (default: none)",
+    )
+    p.add_argument(
+        "--modalities",
+        type=int,
+        metavar="M",
+        help=f"paired MNIST: the number of modalities, 2 to 5 "
+        f"(default: {PairedMNISTData().modalities})",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help=f"training epochs (default: {train_default('epochs')})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help=f"samples per training step (default: {train_default('batch_size')})",
+    )
+    p.add_argument(
+        "--lr", type=float, help=f"the Adam learning rate (default: {train_default('lr')})"
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        metavar="N",
+        help="stop after this many training steps "
+        f"(default: {train_default('max_steps', 'no limit, all epochs run')})",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help=f"the run's random seed (default: {train_default('seed')})",
+    )
+    p.add_argument(
+        "--device",
+        help="where to train: auto (CUDA when available, else the CPU), cpu, cuda or cuda:N "
+        f"(default: {train_default('device')})",
+    )
+    p.add_argument(
+        "--amp",
+        action="store_true",
+        help="train in bfloat16 autocast on CUDA (default: off, float32)",
+    )
+    options.add_data_root(p)
+    options.add_download(p)
     add_set_option(
         p,
         "override any setting: train.KEY, model.KEY or data.KEY, e.g. --set model.gamma=10 "
-        "--set data.noise_std=0.5 (a wrong name lists the valid ones)",
+        "--set data.noise_std=0.5; repeatable, a wrong name lists the valid ones (default: "
+        "none)",
     )
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR's checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
-        "--print-config", action="store_true", help="print the resolved config.json and exit"
+        "--resume",
+        action="store_true",
+        help="continue the run in RUN_DIR from its checkpoint (default: start a new run)",
     )
-    p.add_argument("--out", metavar="RUN_DIR", help="the run directory (or train.out in --config)")
+    options.add_no_progress(p)
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config.json and exit without training (default: train)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="RUN_DIR",
+        help="the run directory to write (required without --config; with it, default: the "
+        f"file's train.out, else {train_default('out')})",
+    )
     p.set_defaults(func=run)
 
 
@@ -97,9 +170,8 @@ def resolve(args: argparse.Namespace):
         return RunConfig.from_file(args.config, args.experiment, args.model, overrides(args))
     if args.out is None and not args.print_config:
         raise ConfigError("give the run directory: --out RUN_DIR (or train.out in --config)")
-    return RunConfig.preset(
-        args.experiment or "paired-mnist", args.model or "dmvae", overrides(args)
-    )
+    names = {"experiment": args.experiment, "model": args.model}
+    return RunConfig.preset(**{k: v for k, v in names.items() if v}, overrides=overrides(args))
 
 
 def run(args: argparse.Namespace) -> int:

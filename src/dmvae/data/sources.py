@@ -1,12 +1,16 @@
 """MNIST and SVHN as uint8 tensors, read through torchvision's data set classes.
 
-`download=False` never touches the network: missing or unreadable files raise one `DataError`
-that names the files and how to get them.
+`download=False` never touches the network: missing files raise one `DataError` that names
+them, the folder they belong in and `--download`. With `download=True` only missing files are
+fetched; a failed download names the URLs and the folder to copy the files into by hand, and
+unreadable files name the file and how to replace it.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +24,21 @@ MNIST_FILES = {
     False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
-FIX = (
-    "pass --download (with a network), put the official files there, or point --data-root / "
-    "DMVAE_DATA at a folder that has them"
-)
+ELSEWHERE = "or point --data-root / DMVAE_DATA at a data folder that has the files"
+FIX = f"pass --download (with a network), put the official files there, {ELSEWHERE}"
+# What a download without a network raises (torchvision's MNIST wraps them in RuntimeError).
+NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
 
 
 def user_cache_dir() -> Path:
     """$XDG_CACHE_HOME/dmvae, else ~/.cache/dmvae."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "dmvae"
+
+
+def default_data_root() -> Path:
+    """The data root when neither an argument nor $DMVAE_DATA names one."""
+    return user_cache_dir() / "data"
 
 
 def resolve_data_root(arg: str | Path | None = None) -> Path:
@@ -39,7 +48,24 @@ def resolve_data_root(arg: str | Path | None = None) -> Path:
     env = os.environ.get("DMVAE_DATA")
     if env:
         return Path(env).expanduser()
-    return user_cache_dir() / "data"
+    return default_data_root()
+
+
+def _reason(err: BaseException) -> str:
+    """The last line of an error (torchvision's download errors span several)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def _download_failed(err: BaseException, still_missing: bool) -> bool:
+    """Whether a failure while fetching was the download (not the reading of the files)."""
+    return still_missing or isinstance(err, NETWORK_ERRORS) or "Error downloading" in str(err)
+
+
+def _mnist_missing(raw: Path) -> list[str]:
+    """The MNIST files torchvision needs (all four, whichever split is read) that are absent."""
+    names = [f for split in (True, False) for f in MNIST_FILES[split]]
+    return [f for f in names if not (raw / f).exists()]
 
 
 def load_mnist(root: str | Path, train: bool, download: bool = False) -> tuple[Tensor, Tensor]:
@@ -48,16 +74,29 @@ def load_mnist(root: str | Path, train: bool, download: bool = False) -> tuple[T
 
     root = Path(root)
     raw = root / "MNIST" / "raw"
-    files = [raw / f for f in MNIST_FILES[train]]
-    missing = [str(f) for f in files if not f.exists() and not Path(str(f) + ".gz").exists()]
+    missing = _mnist_missing(raw)
     if missing and not download:
-        raise DataError(f"MNIST files missing: {', '.join(missing)}; {FIX}")
-    try:
-        ds = MNIST(str(root), train=train, download=download)
-        images, labels = ds.data, ds.targets
-    except (RuntimeError, OSError, ValueError) as err:
+        packed = all((raw / f"{f}.gz").exists() for f in missing)
         raise DataError(
-            f"cannot read MNIST from {raw} ({err}); the files may be corrupt: delete them and {FIX}"
+            f"MNIST files missing in {raw}: {', '.join(missing)}; put them there"
+            + (" (--download unpacks the .gz files found there)" if packed else "")
+            + f", pass --download to fetch them (needs a network), {ELSEWHERE}"
+        )
+    try:
+        ds = MNIST(str(root), train=train, download=bool(missing))
+        images, labels = ds.data, ds.targets
+    except (RuntimeError, OSError, ValueError, http.client.HTTPException) as err:
+        still = _mnist_missing(raw)
+        if missing and _download_failed(err, bool(still)):
+            urls = " or ".join(MNIST.mirrors)
+            raise DataError(
+                f"could not download the MNIST files from {urls} ({_reason(err)}); without a "
+                f"network, copy {', '.join(still or missing)} (or their .gz) into {raw}, "
+                f"{ELSEWHERE}"
+            ) from err
+        raise DataError(
+            f"cannot read MNIST from {raw} ({_reason(err)}); the files may be corrupt: delete "
+            f"them and {FIX}"
         ) from err
     expected = 60000 if train else 10000
     if images.shape != (expected, 28, 28) or labels.shape != (expected,):
@@ -97,18 +136,38 @@ def load_svhn(
         raise DataError(f"unknown SVHN split {split!r}: use one of {list(SVHN_FILES)}")
     root = Path(root)
     path = root / SVHN_FILES[split]
+    from torchvision.datasets import SVHN
+
+    url = SVHN.split_list[split][0]
     if not path.exists() and not download:
-        raise DataError(f"SVHN file missing: {path}; {FIX}")
+        raise DataError(
+            f"SVHN file missing: {path}; put the official {path.name} ({url}) in {root}, pass "
+            f"--download to fetch it (needs a network), {ELSEWHERE}"
+        )
     from scipy.io.matlab import MatReadError
 
+    missing = not path.exists()
     try:
-        ds = _svhn_class(verify)(str(root), split=split, download=download)
+        ds = _svhn_class(verify)(str(root), split=split, download=missing)
         images, labels = ds.data, ds.labels
-    except (RuntimeError, OSError, ValueError, KeyError, TypeError, MatReadError) as err:
+    except (
+        RuntimeError,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        MatReadError,
+        http.client.HTTPException,
+    ) as err:
+        if missing and _download_failed(err, not path.exists()):
+            raise DataError(
+                f"could not download the SVHN file {path.name} from {url} ({_reason(err)}); "
+                f"without a network, copy it into {root}, {ELSEWHERE}"
+            ) from err
         hint = " (or verify=False / --no-verify for a custom file)" if verify else ""
         raise DataError(
-            f"cannot read SVHN from {path} ({err}); the file may be corrupt or not the official "
-            f"one: delete it and {FIX}{hint}"
+            f"cannot read SVHN from {path} ({_reason(err)}); the file may be corrupt or not the "
+            f"official one: delete it and {FIX}{hint}"
         ) from err
     images = np.asarray(images)
     labels = np.asarray(labels).reshape(-1).astype(np.int64)

@@ -209,8 +209,10 @@ def load_classifier(
     device: torch.device | str = "cpu",
     train_if_missing: bool = False,
     seed: int = 0,
+    progress: bool = True,
 ) -> nn.Module:
-    """The cached classifier in eval mode with frozen weights; trains it first if asked to."""
+    """The cached classifier in eval mode with frozen weights; trains it first if asked to
+    (`progress`: with a progress bar)."""
     _check_kind(kind)
     key = classifier_key(kind, seed)
     path = find_classifier(root, key)
@@ -220,7 +222,7 @@ def load_classifier(
                 f"no trained {kind} classifier in {classifier_dirs(root)[0]} or the user cache; "
                 f"run `dmvae classifiers train --dataset {kind}` first"
             )
-        path = train_and_cache(kind, root, device=device, seed=seed)[0]
+        path = train_and_cache(kind, root, device=device, seed=seed, progress=progress)[0]
     model = ARCHITECTURES[kind]()
     try:
         model.load_state_dict(load_file(str(path)))

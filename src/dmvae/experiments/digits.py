@@ -28,13 +28,17 @@ class DigitExperiment(Experiment):
     def data_root(self, data: DigitFiles) -> Path:
         return resolve_data_root(data.root)
 
-    def classifiers(self, data: DigitFiles, device: torch.device) -> dict[str, nn.Module]:
-        """The cached MNIST / SVHN classifier of each modality (trained on first use)."""
+    def classifiers(
+        self, data: DigitFiles, device: torch.device, progress: bool = True
+    ) -> dict[str, nn.Module]:
+        """The cached MNIST / SVHN classifier of each modality (trained on first use, with a
+        progress bar if `progress`)."""
         from dmvae.evaluation.classifiers import load_classifier
 
         kinds = self.classifier_kinds(data)
         root = self.data_root(data)
         loaded = {
-            k: load_classifier(k, root, device, train_if_missing=True) for k in set(kinds.values())
+            k: load_classifier(k, root, device, train_if_missing=True, progress=progress)
+            for k in set(kinds.values())
         }
         return {m: loaded[k] for m, k in kinds.items()}

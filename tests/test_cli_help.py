@@ -1,0 +1,70 @@
+"""Every command's `--help`: each argument has a help text, and each option states its default
+(or that it is required)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dmvae.cli import COMMANDS, main
+
+
+def help_text(capsys, *command: str) -> str:
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def entries(text: str) -> dict[str, str]:
+    """Each argument line of a help page, invocation -> help text (wrapped lines joined).
+
+    argparse indents an argument's invocation by 2 (4 for a sub-command) and its help by more,
+    on the same line after two spaces or on the lines below."""
+    found: dict[str, str] = {}
+    section, current = None, None
+    for line in text.splitlines():
+        if line and not line.startswith(" "):
+            section = line if line.endswith(":") else None
+            current = None
+            continue
+        if section not in ("positional arguments:", "options:", "optional arguments:"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        if line.strip() and indent <= 4:
+            invocation, _, rest = line.strip().partition("  ")
+            current = invocation
+            found[current] = rest.strip()
+        elif line.strip() and current is not None:
+            found[current] = f"{found[current]} {line.strip()}".strip()
+    return found
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_every_argument_has_help_and_every_option_its_default(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    found = entries(help_text(capsys, *([command] if command else [])))
+    assert any(k.startswith("-h, --help") for k in found)
+    bare = [invocation for invocation, text in found.items() if not text]
+    assert bare == [], f"dmvae {command}: arguments without help: {bare}"
+    options = {
+        k: v for k, v in found.items() if k.startswith("-") and not re.match(r"-h|--version", k)
+    }
+    assert options
+    silent = [k for k, v in options.items() if "default" not in v and "required" not in v]
+    assert silent == [], f"dmvae {command}: options that do not state a default: {silent}"
+    assert all("None" not in v for v in found.values())
+
+
+def test_the_top_level_page_lists_every_command_and_the_debug_flag(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    found = entries(help_text(capsys))
+    assert set(COMMANDS) <= set(found) and "--debug" in found
+
+
+def test_train_points_to_print_config_and_classifiers_describes_itself(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert "--print-config` shows the resolved values" in help_text(capsys, "train")
+    page = help_text(capsys, "classifiers")
+    assert "score coherence" in page and "trains a missing classifier on first use" in page

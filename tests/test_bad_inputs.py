@@ -61,7 +61,8 @@ def root(tmp_path_factory, mnist_root):
 
 
 TRAIN = ["train", "--data-root", "{data}", "--no-progress", "--out", "{new}"]
-FOLDER = ["train", "--experiment", "folder", "--set", "data.path={folder}", "--no-progress"]
+FOLDER = ["train", "--experiment", "folder", "--set", "data.path={folder}", "--batch-size", "32"]
+FOLDER += ["--model", "mvae"]
 CASES = [
     # settings: names, types and ranges, refused before any data is read
     (TRAIN + ["--set", "lr=abc"], USAGE, "'train.lr' must be float, got 'abc'"),
@@ -103,7 +104,11 @@ CASES = [
         USAGE,
         "MMVAE needs latent_dim >= 1 and K >= 1",
     ),
-    (TRAIN + ["--model", "mmvae", "--set", "model.estimator=x"], USAGE, "unknown estimator 'x'"),
+    (
+        TRAIN + ["--model", "mmvae", "--set", "model.estimator=x"],
+        USAGE,
+        "'model.estimator' must be one of 'dreg'",
+    ),
     (TRAIN + ["--model", "nope"], USAGE, "unknown model 'nope'"),
     (TRAIN + ["--experiment", "nope"], USAGE, "unknown experiment 'nope'"),
     (TRAIN + ["--experiment", "nomodule:X"], USAGE, "cannot import 'nomodule'"),
@@ -133,6 +138,7 @@ CASES = [
     (FOLDER[:4] + ["data.path={root}/nowhere", "--out", "{new}"], FAILURE, "no folder"),
     (FOLDER[:4] + ["data.path={root}/rows", "--out", "{new}"], FAILURE, "same number of rows"),
     (FOLDER[:4] + ["data.path={root}/ints", "--out", "{new}"], FAILURE, "convert integer codes"),
+    (FOLDER[:6] + ["1024", "--out", "{new}"], USAGE, "batch size 1024 exceeds the 128 training"),
     (
         FOLDER + ["--set", 'data.likelihoods={"code": "normal"}', "--out", "{new}"],
         USAGE,
@@ -191,7 +197,8 @@ def run(argv: list[str]) -> int:
 )
 def test_bad_input_gives_one_clear_line_and_changes_nothing(root, capsys, argv, status, message):
     names = {"data": root / "data", "root": root, "folder": root / "folder", "new": root / "new"}
-    argv = [a.format(**names) for a in argv]
+    for key, path in names.items():
+        argv = [a.replace("{" + key + "}", str(path)) for a in argv]
     before = snapshot(root)
     capsys.readouterr()
     assert run(argv) == status

@@ -59,8 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("dmvae: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        saved = f" ({err}; continue with --resume)" if str(err) else ""
+        print(f"dmvae: interrupted{saved}", file=sys.stderr)
         return 130
     except (DmvaeError, OSError) as err:
         if args.debug:

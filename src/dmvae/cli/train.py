@@ -128,6 +128,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="continue the run in RUN_DIR from its checkpoint (default: start a new run)",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in RUN_DIR (its checkpoint, logs and eval/) with a new one "
+        "(default: refuse to touch an existing run)",
+    )
     options.add_no_progress(p)
     p.add_argument(
         "--print-config",
@@ -181,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
-    train(config, resume=args.resume)
+    train(config, resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 alone reports
         print(f"run written to {config.train.out}")
     return 0

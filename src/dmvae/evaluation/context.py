@@ -88,7 +88,7 @@ def build_context(
         config=config,
         train=config.build_data("train", device),
         test=test,
-        classifiers=experiment.classifiers(config.data, device),
+        classifiers=experiment.classifiers(config.data, device, progress=settings.progress),
         kinds=experiment.classifier_kinds(config.data),
         generator=torch.Generator(device=device).manual_seed(settings.seed),
         out_dir=out_dir,

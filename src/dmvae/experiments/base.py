@@ -61,9 +61,12 @@ class Experiment:
         """One likelihood per modality; `scale` is the run's `train.likelihood_scale`."""
         raise NotImplementedError
 
-    def classifiers(self, data: Any, device: torch.device) -> dict[str, nn.Module]:
+    def classifiers(
+        self, data: Any, device: torch.device, progress: bool = True
+    ) -> dict[str, nn.Module]:
         """Per modality a network from a batch of that modality to class logits, for coherence
-        and classifier-feature FID; empty when the experiment has none."""
+        and classifier-feature FID; empty when the experiment has none. `progress`: whether
+        training one on first use may show a bar."""
         return {}
 
     def classifier_kinds(self, data: Any) -> dict[str, str]:

@@ -113,7 +113,9 @@ class TensorExperiment(Experiment):
             return dict(encoders), dict(decoders)
         return default_networks(self.train, self.likelihoods(data, 1.0), latent_dim)
 
-    def classifiers(self, data: Any, device: torch.device) -> dict[str, nn.Module]:
+    def classifiers(
+        self, data: Any, device: torch.device, progress: bool = True
+    ) -> dict[str, nn.Module]:
         given = self.given_classifiers
         given = given() if callable(given) else given
         unknown = sorted(set(given) - set(self.train.modalities))
@@ -147,15 +149,15 @@ class FolderExperiment(Experiment):
     data_config = FolderData
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, str], MultimodalData] = {}
+        self._cache: dict[tuple, MultimodalData] = {}
 
     def load(
         self, data: FolderData, split: str, device: torch.device | str = "cpu"
     ) -> MultimodalData:
         if split not in ("train", "test"):
             raise ConfigError(f"unknown split {split!r}: use 'train' or 'test'")
-        key = (str(Path(data.path).resolve()), split)
-        if key not in self._cache:
+        key = (str(Path(data.path).resolve()), split, tuple(sorted(data.noise_std.items())))
+        if key not in self._cache:  # the files are read once per folder and noise setting
             self._cache[key] = read_folder(Path(data.path) / split, data.noise_std)
         return self._cache[key].to(device)
 

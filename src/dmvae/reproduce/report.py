@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dmvae.errors import DataError
 from dmvae.markdown import table
 from dmvae.reproduce.cells import collect
 from dmvae.reproduce.layouts import layout_of
@@ -57,6 +58,8 @@ def cells_table(results: Results) -> list[str]:
 def write_report(out: Path, experiment: str, command: str | None = None) -> Path:
     """Rewrite DIR/report.md (and the experiment's figure) from the complete cells, so that the
     report always shows every cell finished so far."""
+    if not Path(out).is_dir():
+        raise DataError(f"no grid in {out}: run `dmvae reproduce` without --report-only first")
     results = collect(out, experiment)
     layout = layout_of(experiment)
     text = layout.write(results, _header(out, experiment, results, command))

@@ -42,6 +42,7 @@ def _train(
     torch.manual_seed(t.seed)
     data = config.build_data("train", ctx.device)  # data and networks are checked before
     model = config.build_model().to(ctx.device)  # anything is written
+    sampler = EpochSampler(data, t.batch_size, t.drop_last, t.seed, ctx)
     distributed.barrier(ctx)  # every rank has read the old config before rank 0 replaces it
     with _writer(out, overwrite, ctx):
         if ctx.is_main:
@@ -49,7 +50,6 @@ def _train(
                 tmp.write_text(json.dumps(config.to_dict(), indent=2))
         model.train()
         step_fn = TrainStep(model, t.lr, t.amsgrad, t.amp, ctx)
-        sampler = EpochSampler(data, t.batch_size, t.drop_last, t.seed, ctx)
         noise = torch.Generator(device=ctx.device).manual_seed(t.seed + 1)
         parts = (model, step_fn.optimizers, sampler, noise)
         start = state.restore(out / CHECKPOINT, *parts) if resume else 0
@@ -147,7 +147,12 @@ def load_run(
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise CheckpointError(f"{run_dir} is not a run directory (no config.json); train it first")
-    config = RunConfig.from_dict(json.loads(cfg_path.read_text()))
+    try:
+        config = RunConfig.from_dict(json.loads(cfg_path.read_text()))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(
+            f"{cfg_path} is not valid JSON ({err}); restore it from a backup or retrain"
+        ) from err
     model = config.build_model()
     tensors, _ = ckpt.read_checkpoint(run_dir / CHECKPOINT)
     ckpt.load_model_weights(model, tensors, run_dir / CHECKPOINT)

@@ -4,6 +4,8 @@ separable, and the GMM sampler is reproducible."""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -419,8 +421,6 @@ def fake_context(run_dir, settings, device="cpu", classifiers=True) -> EvalConte
 
 
 def test_evaluate_run_runs_only_the_wanted_metrics_and_writes_them(tmp_path, monkeypatch):
-    import json
-
     monkeypatch.setattr(suite, "build_context", fake_context)
     result = evaluate_run(tmp_path, metrics=["latent"], progress=False)
     assert "latent" in result and "coherence" not in result and "fid" not in result
@@ -504,3 +504,163 @@ def test_no_progress_reaches_the_classifiers_trained_on_first_use(tmp_path, monk
     assert progress_bars(capfd.readouterr().err)
     assert main([*args, "--no-progress"]) == 0
     assert progress_bars(capfd.readouterr().err) == []
+
+
+def test_old_metrics_files_merge_their_unknown_results_as_stale(tmp_path, monkeypatch):
+    """A metrics.json written before provenance was recorded: its results and other keys stay,
+    marked stale (their checkpoint is unknown); an unreadable one is refused, not overwritten."""
+
+    def at_step(run_dir, settings, device="cpu"):
+        ctx = fake_context(run_dir, settings, device)
+        ctx.step = 7
+        return ctx
+
+    monkeypatch.setattr(suite, "build_context", at_step)
+    path = tmp_path / "eval" / "metrics.json"
+    path.parent.mkdir()
+    old = {"model": "mvae", "coherence": {"a->b": 0.5}, "seconds": {"load": 9, "coherence": 3}}
+    path.write_text(json.dumps({**old, "skipped": {"fid": "why"}, "budget": "quick"}))
+    (tmp_path / "eval" / "gmm.npz").write_bytes(b"of an unknown checkpoint")
+    result = evaluate_run(tmp_path, metrics=["latent"], progress=False)
+    assert json.loads(path.read_text()) == result
+    assert result["coherence"] == {"a->b": 0.5} and result["budget"] == "quick"
+    assert result["skipped"] == {"fid": "why"} and result["step"] == 7
+    assert result["seconds"] == {"load": 0.0, "coherence": 3, "latent": result["seconds"]["latent"]}
+    assert result["provenance"]["coherence"] == {"step": None, "stale": True}
+    assert result["provenance"]["latent"]["settings"] == {"max_test": None, "with_style": False}
+    assert not (tmp_path / "eval" / "gmm.npz").exists()  # never sampled from: refitted on need
+    md = (tmp_path / "eval" / "metrics.md").read_text()
+    assert (
+        "**Stale:** the results of coherence come from another checkpoint than the run's now "
+        "(step 7): coherence at step unknown." in md
+    )
+    assert "| coherence (stale) | unknown | ? | ? | – |" in md
+    path.write_text('{"coherence": ')
+    with pytest.raises(DmvaeError, match="cannot be read .* repair it, or move it away"):
+        evaluate_run(tmp_path, metrics=["latent"], progress=False)
+    assert path.read_text() == '{"coherence": '
+
+
+@pytest.fixture
+def digit_classifier(real_mnist):
+    """The MNIST classifier of test_reproduce.py's `quick_classifiers` (same data, epochs and
+    seed: the same weights) in the user cache, where coherence finds it (the real one takes a
+    minute to train)."""
+    from safetensors.torch import save_file
+
+    from dmvae.data.sources import user_cache_dir
+
+    x, y = real_mnist[0][:3000], real_mnist[1][:3000]
+    model = clf.train_classifier("mnist", x, y, epochs=1, progress=False)
+    directory = user_cache_dir() / "classifiers"
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}  # from channels-last
+    save_file(state, str(directory / f"{clf.classifier_key('mnist')}.safetensors"))
+
+
+def tiny_run(out: Path, mnist_root: Path, steps: int, resume: bool = False) -> Path:
+    """Paired-MNIST MVAE trained (or resumed) to `steps` steps of 64."""
+    from dmvae.config import RunConfig
+    from dmvae.training import train
+
+    config = RunConfig.preset("paired-mnist", "mvae", {"data.root": str(mnist_root)})
+    settings = {"out": str(out), "batch_size": 64, "device": "cpu", "progress": False}
+    train(config.override({**settings, "max_steps": steps}), resume=resume)
+    return out
+
+
+@pytest.fixture
+def small_train(monkeypatch):
+    """Evaluations probe and fit the GMM on a seeded 1000 of the 60000 training tuples."""
+    from dmvae.evaluation import context
+
+    def build(run_dir, settings, device="cpu"):
+        ctx = context.build_context(run_dir, settings, device)
+        ctx.train = ctx.train.random_subset(1000, seed=1)
+        return ctx
+
+    monkeypatch.setattr(suite, "build_context", build)
+
+
+SMALL = {"num_samples": 100, "max_test": 100, "progress": False}
+
+
+def without(metrics: dict, *keys: str) -> dict:
+    return {k: v for k, v in metrics.items() if k not in keys}
+
+
+def numbers(metrics: dict) -> dict:
+    """All of metrics.json but what may differ between two identical evaluations."""
+    out = {k: v for k, v in metrics.items() if k != "seconds"}
+    out["provenance"] = {
+        name: {k: v for k, v in p.items() if k != "date"} for name, p in out["provenance"].items()
+    }
+    return out
+
+
+def test_one_checkpoint_and_seed_evaluate_to_the_same_numbers(
+    tmp_path, mnist_root, digit_classifier, small_train
+):
+    run = tiny_run(tmp_path / "run", mnist_root, 6)
+    settings = EvalSettings(
+        metrics=["latent", "gmm", "joint", "coherence", "fid"],
+        fid_features="classifier",
+        num_real=100,
+        **SMALL,
+    )
+    torch.manual_seed(1)  # no metric may draw from the global generators
+    np.random.seed(1)
+    first = evaluate_run(run, settings=settings)
+    torch.manual_seed(2)
+    np.random.seed(2)
+    second = evaluate_run(run, settings=settings)
+    assert numbers(second) == numbers(first)
+    assert list(first["provenance"]) == ["coherence", "latent", "gmm", "joint", "fid"]
+    fid = first["provenance"]["fid"]
+    assert fid["step"] == 6 and fid["seed"] == 0 and fid["after"] == list(METRICS)[:4]
+    assert fid["settings"] == {
+        "fid_features": "classifier",
+        "num_samples": 100,
+        "num_real": 100,
+        "max_test": 100,
+        "style": "posterior",
+    }
+    assert first["fid"]["class_conditional_leave_one_out_mean"] > 0
+    assert 0 <= first["joint_coherence"]["gmm"] <= 1 and set(first["latent"]) == {"m0", "m1", "all"}
+
+
+def test_evaluations_merge_and_mark_results_of_an_older_checkpoint_stale(
+    tmp_path, mnist_root, digit_classifier, small_train
+):
+    run = tiny_run(tmp_path / "run", mnist_root, 4)
+    path, md = run / "eval" / "metrics.json", run / "eval" / "metrics.md"
+    full = evaluate_run(run, metrics=["coherence", "latent", "joint"], **SMALL)
+    path.write_text(json.dumps({**full, "budget": "quick"}))  # as the reproduce runner adds
+    again = evaluate_run(run, metrics=["latent"], **SMALL)
+    book = ("provenance", "seconds")  # same checkpoint and seed: the same latent accuracies
+    assert without(again, "budget", *book) == without(full, *book)
+    assert again["budget"] == "quick" and list(again["seconds"]) == list(full["seconds"])
+    date = {k: datetime.fromisoformat(p["date"]) for k, p in again["provenance"].items()}
+    assert date["latent"] > datetime.fromisoformat(full["provenance"]["latent"]["date"])
+    assert again["provenance"]["coherence"] == full["provenance"]["coherence"]
+    assert date["latent"].utcoffset().total_seconds() == 0
+
+    tiny_run(run, mnist_root, 8, resume=True)
+    later = evaluate_run(run, metrics=["latent"], **SMALL)
+    provenance = later["provenance"]
+    assert list(provenance) == ["coherence", "latent", "joint"]  # the stale GMM was deleted
+    assert provenance["latent"]["step"] == later["step"] == 8
+    assert "stale" not in provenance["latent"]
+    assert provenance["coherence"] == {**full["provenance"]["coherence"], "stale": True}
+    assert provenance["joint"]["stale"] and not (run / "eval" / "gmm.npz").exists()
+    assert later["coherence"] == full["coherence"] and later["budget"] == "quick"
+    assert (
+        "**Stale:** the results of coherence, joint come from another checkpoint than the run's "
+        "now (step 8): coherence at step 4, joint at step 4. Re-run them with `dmvae evaluate "
+        "RUN --metrics coherence joint`." in md.read_text()
+    )
+
+    last = evaluate_run(run, metrics=["coherence", "joint"], **SMALL)
+    assert not any(p.get("stale") for p in last["provenance"].values())
+    assert last["provenance"]["gmm"]["step"] == 8 and (run / "eval" / "gmm.npz").exists()
+    assert "Stale" not in md.read_text() and "| joint | 8 | 0 |" in md.read_text()

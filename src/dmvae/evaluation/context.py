@@ -32,8 +32,9 @@ def default_style(model: MultimodalVAE) -> str:
 @dataclass
 class EvalContext:
     """One evaluation's shared state. Metrics draw from `generator` in registry order, so the
-    numbers depend on which metrics ran before; `gmm` holds the ex-post GMM once fitted or
-    loaded, and `timings` the seconds each step took."""
+    numbers depend on which metrics ran before; `step` is the checkpoint's training step (the
+    provenance of every result), `gmm` holds the ex-post GMM once fitted or loaded, and
+    `timings` the seconds each step took."""
 
     run_dir: Path
     model: MultimodalVAE
@@ -49,6 +50,7 @@ class EvalContext:
     cache_root: Path
     style: str
     run_table: Callable[[dict], list[str]]
+    step: int | None = None
     gmm: GMMSampler | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -69,12 +71,14 @@ def build_context(
 ) -> EvalContext:
     """Load the run, its train and (subsampled) test data and the classifiers its experiment
     has (none for data without them: the metrics that need them are then skipped)."""
+    from dmvae.checkpoints import read_checkpoint
     from dmvae.experiments import get_experiment
-    from dmvae.training import load_run
+    from dmvae.training import CHECKPOINT, load_run
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
     model, config = load_run(run_dir, device)
+    step = int(read_checkpoint(run_dir / CHECKPOINT)[1]["info"]["step"])
     if settings.data_root:
         config = with_data_root(config, settings.data_root)
     device = next(model.parameters()).device
@@ -97,6 +101,7 @@ def build_context(
         cache_root=experiment.data_root(config.data) or user_cache_dir(),
         style=settings.style or default_style(model),
         run_table=experiment.report.run_table if experiment.report else summary_table,
+        step=step,
         timings={"load": round(time.perf_counter() - start, 2)},
     )
 

@@ -99,9 +99,11 @@ def summary_table(metrics: dict) -> list[str]:
 
 
 def metrics_markdown(metrics: dict, body: Callable[[dict], list[str]] = summary_table) -> str:
-    """metrics.md of one run: `body` (the paper's layout for its experiments), every
-    conditional coherence, and the metrics that were skipped and why (missing show as n/a)."""
+    """metrics.md of one run: which results are stale, `body` (the paper's layout for its
+    experiments), every conditional coherence, the metrics that were skipped and why (missing
+    show as n/a), and where each metric's numbers come from."""
     lines = [f"# {metrics.get('model', '?').upper()} on {metrics.get('experiment', '?')}", ""]
+    lines += stale_note(metrics)
     lines += body(metrics)
     maps = {k: v for k, v in metrics.get("coherence", {}).items() if "->" in k}
     if maps:
@@ -110,7 +112,45 @@ def metrics_markdown(metrics: dict, body: Callable[[dict], list[str]] = summary_
     skipped = metrics.get("skipped", {})
     if skipped:
         lines += ["", "Skipped: " + "; ".join(f"{k} ({why})" for k, why in skipped.items())]
+    lines += provenance_table(metrics)
     return "\n".join(lines) + "\n"
+
+
+def _step(step: int | None) -> str:
+    return "unknown" if step is None else str(step)
+
+
+def stale_note(metrics: dict) -> list[str]:
+    """A warning naming the metrics computed at another checkpoint than the run's now."""
+    stale = {k: p for k, p in metrics.get("provenance", {}).items() if p.get("stale")}
+    if not stale:
+        return []
+    steps = ", ".join(f"{name} at step {_step(p.get('step'))}" for name, p in stale.items())
+    return [
+        f"**Stale:** the results of {', '.join(stale)} come from another checkpoint than the "
+        f"run's now (step {_step(metrics.get('step'))}): {steps}. Re-run them with "
+        f"`dmvae evaluate RUN --metrics {' '.join(stale)}`.",
+        "",
+    ]
+
+
+def provenance_table(metrics: dict) -> list[str]:
+    """Per metric: checkpoint step, seed, date and the settings its numbers depend on."""
+    provenance = metrics.get("provenance", {})
+    if not provenance:
+        return []
+    rows = [
+        [
+            name + (" (stale)" if p.get("stale") else ""),
+            _step(p.get("step")),
+            str(p.get("seed", "?")),
+            str(p.get("date", "?")),
+            ", ".join(f"{k}={v}" for k, v in p.get("settings", {}).items()) or "–",
+        ]
+        for name, p in provenance.items()
+    ]
+    header = ["metric", "checkpoint step", "seed", "date (UTC)", "settings"]
+    return ["", "Provenance of each metric:", "", *table(header, rows)]
 
 
 def _to_rgb(images: Tensor, size: int) -> Tensor:

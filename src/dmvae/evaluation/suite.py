@@ -2,7 +2,10 @@
 ex-post GMM, FIDs and sample grids, written to RUN_DIR/eval/.
 
 Each metric is a function of an `EvalContext` returning the result entries it adds; `METRICS`
-runs them in a fixed order because they share one seeded generator."""
+runs them in a fixed order because they share one seeded generator. `ENTRIES` names the
+top-level keys of eval/metrics.json each metric owns, and `NUMBER_SETTINGS` the settings its
+numbers depend on: an evaluation of some metrics replaces only their entries there and records
+where each came from (`evaluate_run`)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from dmvae.evaluation.density import fit_gmm
 from dmvae.evaluation.fid_metrics import fids, image_modalities
 from dmvae.evaluation.latent import latent_accuracy, style_accuracy
 from dmvae.evaluation.report import metrics_markdown, save_conditional_grid, save_unconditional_grid
+from dmvae.files import atomic_path
 
 FID_FEATURES = ("inception", "classifier", "none")
 STYLES = ("prior", "posterior")
@@ -158,6 +163,31 @@ METRICS: dict[str, Callable[[EvalContext], dict]] = {
     "grids": grids,
 }
 
+# The top-level keys of metrics.json each metric owns (replaced whenever it runs).
+ENTRIES: dict[str, tuple[str, ...]] = {
+    "coherence": ("coherence",),
+    "latent": ("latent", "latent_style"),
+    "gmm": (),
+    "joint": ("joint_coherence",),
+    "fid": ("fid",),
+    "grids": (),
+}
+
+# The settings (besides seed, device and the metrics run before it) that change each metric's
+# numbers, recorded in its provenance. The GMM is fitted on the whole training set.
+NUMBER_SETTINGS: dict[str, tuple[str, ...]] = {
+    "coherence": ("max_test", "style", "all_subsets", "batch_size"),
+    "latent": ("max_test", "with_style"),
+    "gmm": (),
+    "joint": ("num_samples",),
+    "fid": ("fid_features", "num_samples", "num_real", "max_test", "style"),
+    "grids": ("max_test", "style"),
+}
+
+# Keys of metrics.json that belong to the evaluation as a whole, not to one metric.
+HEADER = ("run", "model", "experiment", "modalities", "style", "num_samples", "seed", "step")
+BOOKKEEPING = ("skipped", "seconds", "provenance")
+
 
 def schedule(settings: EvalSettings, gmm_path: Path) -> list[str]:
     """The metrics to run, in registry order: "joint" brings "gmm" along unless a GMM is saved,
@@ -177,28 +207,141 @@ def evaluate_run(
     device: torch.device | str = "cpu",
     **options: Any,
 ) -> dict:
-    """Evaluate a trained run; returns the metrics and writes eval/metrics.{json,md} and grids.
+    """Evaluate a trained run; writes eval/metrics.{json,md} and grids, and returns what
+    metrics.json now holds.
 
     Pass an `EvalSettings`, or its fields as keyword arguments (`metrics=["latent"]`, ...).
+
+    Results merge into an existing eval/metrics.json, metric by metric: the entries of each
+    metric run now (`ENTRIES`) replace its old ones, and everything else stays (other metrics'
+    entries, their `seconds`, keys other tools added such as the reproduce runner's
+    `train_seconds` and `budget`); the header keys describe this evaluation. A metric skipped
+    now keeps its old entries beside its `skipped` reason. `provenance` maps each metric to the
+    checkpoint step, seed, device, date (ISO-8601, UTC), the metrics run before it in its
+    evaluation (they share the generator) and the settings its numbers depend on
+    (`NUMBER_SETTINGS`).
+
+    Stale results are kept, never silently mixed: when the run's checkpoint step differs from
+    the step a kept metric was computed at (the run was trained further, or an evaluation
+    before provenance was recorded), its provenance says `"stale": true` and metrics.md names
+    it; re-running the metric clears the mark. A saved GMM (eval/gmm.npz) from another step is
+    deleted instead, so that "joint" refits it and FIDs and grids never sample a stale one.
+    metrics.json and metrics.md are written atomically.
     """
     if settings is not None and options:
         raise ConfigError(f"pass settings or their fields, not both (got {sorted(options)})")
     settings = settings or EvalSettings(**options)
     ctx = build_context(run_dir, settings, device)
-    result, skipped = _header(ctx), {}
+    path = ctx.out_dir / "metrics.json"
+    old = read_metrics(path)
+    provenance = _kept_provenance(old, ctx)
+    entries: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    ran: list[str] = []
     for name in schedule(settings, ctx.gmm_path):
         reason = cannot_run(ctx, name)
         if reason:
             skipped[name] = reason
             continue
         start = time.perf_counter()
-        result.update(METRICS[name](ctx))
+        produced = METRICS[name](ctx)
         ctx.timings[name] = round(time.perf_counter() - start, 2)
-    if skipped:
-        result["skipped"] = skipped
-    result["seconds"] = ctx.timings
-    (ctx.out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
-    (ctx.out_dir / "metrics.md").write_text(metrics_markdown(result, ctx.run_table))
+        foreign = sorted(set(produced) - set(ENTRIES[name]))
+        if foreign:
+            raise DmvaeError(f"metric {name!r} returned entries {foreign} it does not own")
+        entries.update(produced)
+        provenance[name] = _provenance(ctx, name, before=ran)
+        ran.append(name)
+    result = _merge(old, ctx, entries, ran, skipped, provenance)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
+    with atomic_path(ctx.out_dir / "metrics.md") as tmp:
+        tmp.write_text(metrics_markdown(result, ctx.run_table))
+    return result
+
+
+def read_metrics(path: Path) -> dict:
+    """An existing metrics.json (empty when there is none); a clear error if it is unreadable,
+    rather than overwriting the results it holds."""
+    if not path.exists():
+        return {}
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DmvaeError(
+            f"{path} cannot be read ({err}); evaluation merges its results into it: repair it, "
+            "or move it away to start afresh"
+        ) from err
+    if not isinstance(metrics, dict):
+        raise DmvaeError(f"{path} holds no JSON object; repair it, or move it away")
+    return metrics
+
+
+def _kept_provenance(old: dict, ctx: EvalContext) -> dict[str, dict]:
+    """The provenance of the old results, each marked stale when its checkpoint step is not the
+    run's; a stale saved GMM is deleted. Files written before provenance was recorded get
+    `step: None` for the metrics whose entries they hold."""
+    if "provenance" in old:
+        records = {name: dict(record) for name, record in old["provenance"].items()}
+    else:
+        records = {
+            name: {"step": None} for name, keys in ENTRIES.items() if any(k in old for k in keys)
+        }
+    if not ctx.gmm_path.exists() or records.get("gmm", {}).get("step") != ctx.step:
+        ctx.gmm_path.unlink(missing_ok=True)  # fitted on another checkpoint's embeddings
+        records.pop("gmm", None)
+    for record in records.values():
+        if record.get("step") == ctx.step:
+            record.pop("stale", None)
+        else:
+            record["stale"] = True
+    return records
+
+
+def _provenance(ctx: EvalContext, name: str, before: Sequence[str]) -> dict:
+    s = ctx.settings
+    effective = {
+        "style": ctx.style,
+        "all_subsets": len(ctx.model.modalities) > 2 if s.all_subsets is None else s.all_subsets,
+    }
+    return {
+        "step": ctx.step,
+        "seed": s.seed,
+        "device": str(ctx.device),
+        "date": datetime.now(timezone.utc).isoformat(),
+        "after": list(before),
+        "settings": {k: effective.get(k, getattr(s, k)) for k in NUMBER_SETTINGS[name]},
+    }
+
+
+def _merge(
+    old: dict,
+    ctx: EvalContext,
+    entries: dict,
+    ran: Sequence[str],
+    skipped: dict[str, str],
+    provenance: dict[str, dict],
+) -> dict:
+    """metrics.json after this evaluation: its header, each metric's entries (new where it ran,
+    else the old ones), skip reasons, seconds and provenance per metric, then any other keys
+    of the old file."""
+    replaced = {key for name in ran for key in ENTRIES[name]}
+    kept = {k: v for k, v in old.items() if k not in replaced}
+    result = _header(ctx)
+    for name in METRICS:
+        for key in ENTRIES[name]:
+            if key in entries or key in kept:
+                result[key] = entries[key] if key in entries else kept[key]
+    old_skipped = {k: v for k, v in old.get("skipped", {}).items() if k not in ran}
+    if old_skipped or skipped:
+        result["skipped"] = {**old_skipped, **skipped}
+    seconds = {**old.get("seconds", {}), **ctx.timings}
+    result["seconds"] = {k: seconds[k] for k in ("load", *METRICS) if k in seconds}
+    result["provenance"] = {k: provenance[k] for k in METRICS if k in provenance}
+    owned = {key for keys in ENTRIES.values() for key in keys}
+    result.update(
+        (k, v) for k, v in kept.items() if k not in (*HEADER, *BOOKKEEPING) and k not in owned
+    )
     return result
 
 
@@ -219,6 +362,7 @@ def cannot_run(ctx: EvalContext, name: str) -> str | None:
 
 
 def _header(ctx: EvalContext) -> dict:
+    """What the latest evaluation was: each metric's own settings are in its provenance."""
     return {
         "run": str(ctx.run_dir),
         "model": ctx.config.model,
@@ -227,4 +371,5 @@ def _header(ctx: EvalContext) -> dict:
         "style": ctx.style,
         "num_samples": ctx.settings.num_samples,
         "seed": ctx.settings.seed,
+        "step": ctx.step,
     }

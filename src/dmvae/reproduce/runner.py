@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dmvae.errors import ConfigError
+from dmvae.files import atomic_path
 from dmvae.reproduce.cells import Cell, cell_config, evaluation_settings, grid
 from dmvae.reproduce.report import write_report
 from dmvae.reproduce.summary import MODELS_ORDER
@@ -51,7 +52,8 @@ def run_cell(
     )
     metrics["train_seconds"] = round(train_seconds, 1)
     metrics["budget"] = budget
-    metrics_path.write_text(json.dumps(metrics, indent=2))
+    with atomic_path(metrics_path) as tmp:  # what evaluate_run wrote, and these two keys
+        tmp.write_text(json.dumps(metrics, indent=2))
     return metrics
 
 

@@ -186,3 +186,35 @@ def test_kill_9_at_a_random_point_resumes_to_the_uninterrupted_weights(tmp_path,
     resumed, _ = load_run(out)
     assert_same(weights(full), weights(resumed))
     assert not list(out.glob("*.tmp*")) and not (out / LOCK).exists()
+
+
+KILL_IN_WRITE = """
+import os, signal, sys
+real = os.replace
+def replace(src, dst):  # SIGKILL once the second checkpoint's bytes are on disk, before rename
+    if str(dst).endswith("checkpoint.safetensors") and os.path.exists(dst):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst)
+os.replace = replace
+from dmvae.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kill_9_inside_a_checkpoint_write_keeps_the_previous_one_and_resumes_exactly(
+    tmp_path, data
+):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    steps = 10
+    subprocess.run(_train_command(data, tmp_path / "full", steps), env=env, check=True)
+    out = tmp_path / "killed"
+    args = _train_command(data, out, steps)[3:]  # drop "python -m dmvae"
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_WRITE, *args], env=env)
+    assert killed.returncode == -signal.SIGKILL
+    assert read_checkpoint(out / CHECKPOINT)[1]["info"]["step"] == 2  # the previous one, whole
+    assert list(out.glob(f"{CHECKPOINT}.*.tmp"))  # the half-done write is left behind ...
+    subprocess.run(_train_command(data, out, steps) + ["--resume"], env=env, check=True)
+    assert not list(out.glob("*.tmp*"))  # ... and removed by the next writer
+    from dmvae.training import load_run
+
+    assert_same(weights(load_run(tmp_path / "full")[0]), weights(load_run(out)[0]))

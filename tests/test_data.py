@@ -312,3 +312,23 @@ def test_data_cli_summary(mnist_root, capsys, tmp_path):
     assert main(["data", "prepare", "--dataset", "mnist-svhn", "--data-root", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "train-images-idx3-ubyte" in err
+
+
+def test_no_progress_silences_torchvision_download_bars(tmp_path, monkeypatch, capsys):
+    """torchvision draws its own bar while downloading; under `--no-progress` it is hidden."""
+    import sys
+
+    import torchvision
+
+    from dmvae.data import sources
+
+    class DrawingMNIST(torchvision.datasets.MNIST):
+        def __init__(self, root, train, download):
+            print("  3%|▎         | 300k/9.91M [00:01<00:30]", file=sys.stderr)
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", DrawingMNIST)
+    for show in (True, False):
+        with sources.download_bars(show), pytest.raises(DataError, match="could not download"):
+            sources.load_mnist(tmp_path, train=True, download=True)
+        assert ("%|" in capsys.readouterr().err) == show

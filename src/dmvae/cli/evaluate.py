@@ -109,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
-    evaluate_run(args.run_dir, settings=settings, device=resolve_device(args.device))
+    from dmvae.data.sources import download_bars
+
+    with download_bars(settings.progress):
+        evaluate_run(args.run_dir, settings=settings, device=resolve_device(args.device))
     out = Path(args.run_dir) / "eval"
     print((out / "metrics.md").read_text())
     print(f"metrics, grids and the GMM written to {out}")

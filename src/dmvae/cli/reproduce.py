@@ -131,19 +131,22 @@ def run(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             evaluation[key] = value
-    path = reproduce(
-        args.experiment,
-        args.out,
-        models=args.models,
-        modalities=args.modalities,
-        seeds=args.seeds,
-        budget=args.budget,
-        overrides=overrides,
-        evaluation=evaluation,
-        device=args.device,
-        progress=not args.no_progress,
-        command=command,
-    )
+    from dmvae.data.sources import download_bars
+
+    with download_bars(not args.no_progress):
+        path = reproduce(
+            args.experiment,
+            args.out,
+            models=args.models,
+            modalities=args.modalities,
+            seeds=args.seeds,
+            budget=args.budget,
+            overrides=overrides,
+            evaluation=evaluation,
+            device=args.device,
+            progress=not args.no_progress,
+            command=command,
+        )
     print(path.read_text())
     print(f"report written to {path}")
     return 0

@@ -187,7 +187,10 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
-    train(config, resume=args.resume, overwrite=args.overwrite)
+    from dmvae.data.sources import download_bars
+
+    with download_bars(config.train.progress):
+        train(config, resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 alone reports
         print(f"run written to {config.train.out}")
     return 0

@@ -8,9 +8,13 @@ unreadable files name the file and how to replace it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import http.client
+import io
 import os
 import urllib.error
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +32,25 @@ ELSEWHERE = "or point --data-root / DMVAE_DATA at a data folder that has the fil
 FIX = f"pass --download (with a network), put the official files there, {ELSEWHERE}"
 # What a download without a network raises (torchvision's MNIST wraps them in RuntimeError).
 NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
+_DOWNLOAD_BARS = contextvars.ContextVar("dmvae_download_bars", default=True)
+
+
+@contextlib.contextmanager
+def download_bars(show: bool) -> Iterator[None]:
+    """Whether torchvision's download bars may show inside this block (`--no-progress` says
+    no): the commands set it once instead of passing a flag through every data loader."""
+    token = _DOWNLOAD_BARS.set(show)
+    try:
+        yield
+    finally:
+        _DOWNLOAD_BARS.reset(token)
+
+
+def _fetching(downloading: bool) -> contextlib.AbstractContextManager:
+    """Silences torchvision's bars while it downloads, unless bars are allowed."""
+    if not downloading or _DOWNLOAD_BARS.get():
+        return contextlib.nullcontext()
+    return contextlib.redirect_stderr(io.StringIO())
 
 
 def user_cache_dir() -> Path:
@@ -83,7 +106,8 @@ def load_mnist(root: str | Path, train: bool, download: bool = False) -> tuple[T
             + f", pass --download to fetch them (needs a network), {ELSEWHERE}"
         )
     try:
-        ds = MNIST(str(root), train=train, download=bool(missing))
+        with _fetching(bool(missing)):
+            ds = MNIST(str(root), train=train, download=bool(missing))
         images, labels = ds.data, ds.targets
     except (RuntimeError, OSError, ValueError, http.client.HTTPException) as err:
         still = _mnist_missing(raw)
@@ -148,7 +172,8 @@ def load_svhn(
 
     missing = not path.exists()
     try:
-        ds = _svhn_class(verify)(str(root), split=split, download=missing)
+        with _fetching(missing):
+            ds = _svhn_class(verify)(str(root), split=split, download=missing)
         images, labels = ds.data, ds.labels
     except (
         RuntimeError,

@@ -103,7 +103,7 @@ def _loop(config, ctx, step_fn, parts, start: int, resume: bool) -> None:
                 except NonFiniteLoss as err:
                     raise TrainingDiverged(f"{err} at step {step}; {_kept(out)}") from None
                 log.step(step + 1, epoch, terms, kl_weight, batch)
-                if interrupted():
+                if distributed.any_across(interrupted(), ctx):  # all ranks stop together
                     save(step + 1)
                     raise KeyboardInterrupt(f"checkpoint at step {step + 1} in {out}")
                 due = time.monotonic() - last_save >= 60 * t.checkpoint_minutes > 0

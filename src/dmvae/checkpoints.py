@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -69,27 +69,38 @@ def save_checkpoint(
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """All tensors and the decoded metadata; a clear error for a missing or corrupt file."""
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The decoded metadata (step, config, optimiser settings) from the file's header alone,
+    without reading its tensors; a clear error for a missing or corrupt file."""
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}: train the run first (dmvae train)")
     try:
-        tensors = load_file(str(path))
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
         if raw.get("format") != FORMAT:
             raise CheckpointError(
                 f"{path} is not a dmvae checkpoint (format {raw.get('format')!r})"
             )
-        meta = {"info": json.loads(raw["info"]), "optimizers": json.loads(raw["optimizers"])}
+        return {"info": json.loads(raw["info"]), "optimizers": json.loads(raw["optimizers"])}
     except (SafetensorError, OSError, ValueError, KeyError) as err:
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({err}); delete it to retrain, or "
-            "restore it from a backup"
-        ) from err
+        raise _corrupt(path, err) from err
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """All tensors and the decoded metadata; a clear error for a missing or corrupt file."""
+    meta = read_metadata(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _corrupt(path, err) from err
     return tensors, meta
+
+
+def _corrupt(path: Path, err: BaseException) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint {path} is corrupt or truncated ({err}); delete it to retrain, or "
+        "restore it from a backup"
+    )
 
 
 def load_model_weights(model: torch.nn.Module, tensors: dict[str, Tensor], path: Path) -> None:

@@ -71,14 +71,14 @@ def build_context(
 ) -> EvalContext:
     """Load the run, its train and (subsampled) test data and the classifiers its experiment
     has (none for data without them: the metrics that need them are then skipped)."""
-    from dmvae.checkpoints import read_checkpoint
+    from dmvae.checkpoints import read_metadata
     from dmvae.experiments import get_experiment
     from dmvae.training import CHECKPOINT, load_run
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
     model, config = load_run(run_dir, device)
-    step = int(read_checkpoint(run_dir / CHECKPOINT)[1]["info"]["step"])
+    step = int(read_metadata(run_dir / CHECKPOINT)["info"]["step"])
     if settings.data_root:
         config = with_data_root(config, settings.data_root)
     device = next(model.parameters()).device

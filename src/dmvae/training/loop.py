@@ -119,9 +119,9 @@ def _kept(out: Path) -> str:
     """What a diverged run leaves, naming only files that exist."""
     path = out / CHECKPOINT
     if path.exists():
-        from dmvae.checkpoints import read_checkpoint
+        from dmvae.checkpoints import read_metadata
 
-        step = read_checkpoint(path)[1]["info"]["step"]
+        step = read_metadata(path)["info"]["step"]
         return (
             f"the last good checkpoint (step {step}) is kept in {path}; lower the learning "
             "rate or check the data, then continue with --resume"

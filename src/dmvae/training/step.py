@@ -41,10 +41,13 @@ class TrainStep:
         self.model, self.amp = model, amp
         self.device_type = next(model.parameters()).device.type
         self.ctx = ctx or distributed.Context()
-        self.main_params = model.main_parameters()
         self.optimizers = {
-            "main": torch.optim.Adam(self.main_params, lr=lr, amsgrad=amsgrad),
+            "main": torch.optim.Adam(model.main_parameters(), lr=lr, amsgrad=amsgrad),
             **model.auxiliary_optimizers(),
+        }
+        self.params = {
+            name: [p for group in opt.param_groups for p in group["params"]]
+            for name, opt in self.optimizers.items()
         }
 
     def __call__(self, batch: Batch, kl_weight: float) -> dict[str, Tensor]:
@@ -55,7 +58,7 @@ class TrainStep:
         main = self.optimizers["main"]
         main.zero_grad(set_to_none=True)
         terms["loss"].backward()
-        distributed.average_gradients(self.main_params, self.ctx)
+        distributed.average_gradients(self.params["main"], self.ctx)
         main.step()
         return terms
 
@@ -64,8 +67,6 @@ class TrainStep:
         opt = self.optimizers[name]
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        distributed.average_gradients(
-            [p for group in opt.param_groups for p in group["params"]], self.ctx
-        )
+        distributed.average_gradients(self.params[name], self.ctx)
         opt.step()
         opt.zero_grad(set_to_none=True)

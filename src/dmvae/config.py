@@ -180,11 +180,13 @@ class RunConfig:
         its experiment and model, then the file's settings, then `overrides`. `experiment` and
         `model` (the CLI's flags) replace the file's names."""
         values = read_file(Path(path))
-        exp = experiment or values.pop("experiment", "paired-mnist")
-        values.pop("experiment", None)
         values.pop("version", None)
         model_section = dict(values.pop("model", {}) or {})
-        name = model or model_section.pop("name", "dmvae")
+        names = {
+            "experiment": experiment or values.pop("experiment", None),
+            "model": model or model_section.pop("name", None),
+        }
+        values.pop("experiment", None)
         model_section.pop("name", None)
         unknown = sorted(set(values) - {"data", "train"})
         if unknown:
@@ -195,7 +197,8 @@ class RunConfig:
         flat = {f"model.{k}": v for k, v in model_section.items()}
         for section in ("data", "train"):
             flat.update({f"{section}.{k}": v for k, v in (values.get(section) or {}).items()})
-        return cls.preset(exp, name, {**flat, **(overrides or {})})
+        given = {k: v for k, v in names.items() if v}  # else `preset`'s defaults
+        return cls.preset(**given, overrides={**flat, **(overrides or {})})
 
     def build_model(self) -> MultimodalVAE:
         """The model this config describes, with the experiment's networks and likelihoods."""

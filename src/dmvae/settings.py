@@ -7,7 +7,6 @@ fails three modules later; an unknown name is answered with the names that exist
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import types
@@ -38,11 +37,6 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         settings[key.strip()] = parse_value(value.strip())
     return settings
-
-
-def add_set_option(parser: argparse.ArgumentParser, example: str) -> None:
-    """The repeatable `--set KEY=VALUE` option of the commands that take settings."""
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=example)
 
 
 def field_types(cls: type) -> dict[str, Any]:

@@ -6,12 +6,9 @@ import argparse
 
 from dmvae.cli import options
 from dmvae.experiments import EXPERIMENTS
-from dmvae.settings import add_set_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from dmvae.experiments.paired_mnist import PairedMNISTData
-
     p = sub.add_parser(
         "data",
         help="prepare or describe an experiment's data set",
@@ -35,13 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"the experiment whose data to load: {', '.join(sorted(EXPERIMENTS))}, or "
         "'module:attribute' (default: %(default)s)",
     )
-    p.add_argument(
-        "--modalities",
-        type=int,
-        metavar="M",
-        help=f"paired MNIST: the number of modalities, 2 to 5 "
-        f"(default: {PairedMNISTData().modalities})",
-    )
+    options.add_modalities(p)
     p.add_argument(
         "--split",
         choices=("train", "test", "both"),
@@ -50,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     options.add_data_root(p)
     options.add_download(p)
-    add_set_option(
+    options.add_set(
         p,
         "a data setting, e.g. --set pairing_seed=1 --set dm=10; repeatable, `dmvae train "
         "--print-config` lists the keys (default: the experiment's data defaults)",

@@ -59,3 +59,20 @@ def add_no_progress(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="hide every progress bar, for logs and batch jobs (default: bars are shown)",
     )
+
+
+def add_set(parser: argparse.ArgumentParser, example: str) -> None:
+    """The repeatable `--set KEY=VALUE` option of the commands that take settings."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=example)
+
+
+def add_modalities(parser: argparse.ArgumentParser) -> None:
+    from dmvae.experiments.paired_mnist import PairedMNISTData
+
+    parser.add_argument(
+        "--modalities",
+        type=int,
+        metavar="M",
+        help=f"paired MNIST: the number of modalities, 2 to 5 "
+        f"(default: {PairedMNISTData().modalities})",
+    )

@@ -9,7 +9,7 @@ from typing import Any
 
 from dmvae.cli import options
 from dmvae.models import MODELS
-from dmvae.settings import add_set_option, parse_assignments
+from dmvae.settings import parse_assignments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -84,7 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="evaluate on a seeded subset of N test samples (default: the whole test set)",
     )
-    add_set_option(
+    options.add_set(
         p,
         "override a setting in every cell, e.g. --set train.max_steps=100; repeatable "
         "(default: the budget's settings)",

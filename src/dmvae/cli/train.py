@@ -10,7 +10,7 @@ from typing import Any
 from dmvae.cli import options
 from dmvae.experiments import EXPERIMENTS
 from dmvae.models import MODELS
-from dmvae.settings import add_set_option, parse_assignments
+from dmvae.settings import parse_assignments
 
 # Flags that are shorthands for settings (`--lr 1e-3` is `--set train.lr=1e-3`).
 SHORTHANDS = {
@@ -38,8 +38,6 @@ def train_default(name: str, none: str = "none") -> str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from dmvae.experiments.paired_mnist import PairedMNISTData
-
     p = sub.add_parser(
         "train",
         help="train a model (DMVAE, MVAE, MMVAE) on an experiment or on your own data",
@@ -70,13 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a run file (.toml, or .json like a run's config.json) whose settings replace the "
         "preset's (default: none)",
     )
-    p.add_argument(
-        "--modalities",
-        type=int,
-        metavar="M",
-        help=f"paired MNIST: the number of modalities, 2 to 5 "
-        f"(default: {PairedMNISTData().modalities})",
-    )
+    options.add_modalities(p)
     p.add_argument(
         "--epochs",
         type=int,
@@ -117,7 +109,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     options.add_data_root(p)
     options.add_download(p)
-    add_set_option(
+    options.add_set(
         p,
         "override any setting: train.KEY, model.KEY or data.KEY, e.g. --set model.gamma=10 "
         "--set data.noise_std=0.5; repeatable, a wrong name lists the valid ones (default: "

@@ -29,3 +29,20 @@ def real_mnist(mnist_root):
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Index files and classifiers go to a per-session temporary user cache."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def quick_classifiers(real_mnist):
+    """An MNIST classifier trained briefly (the real one takes a minute), cached in the user
+    cache where coherence and classifier FIDs find it; the same weights in every test."""
+    from safetensors.torch import save_file
+
+    from dmvae.data.sources import user_cache_dir
+    from dmvae.evaluation import classifiers as clf
+
+    x, y = real_mnist[0][:3000], real_mnist[1][:3000]
+    model = clf.train_classifier("mnist", x, y, epochs=1, progress=False)
+    directory = user_cache_dir() / "classifiers"
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}  # from channels-last
+    save_file(state, str(directory / f"{clf.classifier_key('mnist')}.safetensors"))

@@ -541,23 +541,6 @@ def test_old_metrics_files_merge_their_unknown_results_as_stale(tmp_path, monkey
     assert path.read_text() == '{"coherence": '
 
 
-@pytest.fixture
-def digit_classifier(real_mnist):
-    """The MNIST classifier of test_reproduce.py's `quick_classifiers` (same data, epochs and
-    seed: the same weights) in the user cache, where coherence finds it (the real one takes a
-    minute to train)."""
-    from safetensors.torch import save_file
-
-    from dmvae.data.sources import user_cache_dir
-
-    x, y = real_mnist[0][:3000], real_mnist[1][:3000]
-    model = clf.train_classifier("mnist", x, y, epochs=1, progress=False)
-    directory = user_cache_dir() / "classifiers"
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}  # from channels-last
-    save_file(state, str(directory / f"{clf.classifier_key('mnist')}.safetensors"))
-
-
 def tiny_run(out: Path, mnist_root: Path, steps: int, resume: bool = False) -> Path:
     """Paired-MNIST MVAE trained (or resumed) to `steps` steps of 64."""
     from dmvae.config import RunConfig
@@ -599,7 +582,7 @@ def numbers(metrics: dict) -> dict:
 
 
 def test_one_checkpoint_and_seed_evaluate_to_the_same_numbers(
-    tmp_path, mnist_root, digit_classifier, small_train
+    tmp_path, mnist_root, quick_classifiers, small_train
 ):
     run = tiny_run(tmp_path / "run", mnist_root, 6)
     settings = EvalSettings(
@@ -630,7 +613,7 @@ def test_one_checkpoint_and_seed_evaluate_to_the_same_numbers(
 
 
 def test_evaluations_merge_and_mark_results_of_an_older_checkpoint_stale(
-    tmp_path, mnist_root, digit_classifier, small_train
+    tmp_path, mnist_root, quick_classifiers, small_train
 ):
     run = tiny_run(tmp_path / "run", mnist_root, 4)
     path, md = run / "eval" / "metrics.json", run / "eval" / "metrics.md"

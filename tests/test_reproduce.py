@@ -7,28 +7,15 @@ import os
 
 import pytest
 import torch
-from safetensors.torch import save_file
 from test_data import fake_svhn
 
 from dmvae import reproduce as rp
 from dmvae.cli import main
-from dmvae.data.sources import user_cache_dir
 from dmvae.errors import ConfigError
 from dmvae.evaluation import classifiers as clf
 from dmvae.markdown import table
 
 TINY = ["--set", "max_steps=2", "--set", "batch_size=32", "--max-test", "200"]
-
-
-@pytest.fixture
-def quick_classifiers(real_mnist):
-    """A cached MNIST classifier trained briefly (the real one takes minutes)."""
-    x, y = real_mnist[0][:3000], real_mnist[1][:3000]
-    model = clf.train_classifier("mnist", x, y, epochs=1, progress=False)
-    directory = user_cache_dir() / "classifiers"
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}  # from channels-last
-    save_file(state, str(directory / f"{clf.classifier_key('mnist')}.safetensors"))
 
 
 def test_grid_order_budget_and_overrides(tmp_path):

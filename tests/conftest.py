@@ -34,7 +34,8 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def quick_classifiers(real_mnist):
     """An MNIST classifier trained briefly (the real one takes a minute), cached in the user
-    cache where coherence and classifier FIDs find it; the same weights in every test."""
+    cache where coherence and classifier FIDs find it; the same weights in every test.
+    Returns the classifier."""
     from safetensors.torch import save_file
 
     from dmvae.data.sources import user_cache_dir
@@ -46,3 +47,4 @@ def quick_classifiers(real_mnist):
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}  # from channels-last
     save_file(state, str(directory / f"{clf.classifier_key('mnist')}.safetensors"))
+    return model

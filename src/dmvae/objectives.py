@@ -183,7 +183,7 @@ def iwae_looser(log_weights: Tensor) -> Tensor:
     return torch.logsumexp(log_weights, dim=1) - math.log(k)
 
 
-def dreg_looser(log_weights: Tensor, z: Tensor) -> Tensor:
+def dreg_looser(log_weights: Tensor, z: Tensor, beta: float = 1.0) -> Tensor:
     """DReG surrogate of `iwae_looser`, per expert and sample ([E, B]), to MAXIMISE.
 
     log_weights [E, K, B] must be computed with the posterior's parameters detached inside
@@ -195,14 +195,19 @@ def dreg_looser(log_weights: Tensor, z: Tensor) -> Tensor:
     define it. (The official MMVAE code registers its hook where it never fires, so its encoder
     weight is w~_k; we follow the definition, see docs/protocol.md.)
 
+    `beta` is the weight of log q inside log w (beta-weighted bounds such as MMVAE+'s): the same
+    identity then gives the encoder weight (1 - beta) w~_k + beta w~_k^2, which is Tucker et
+    al.'s at beta = 1 and the path gradient alone at K = 1 (docs/protocol.md, "MMVAE+").
+
     The hook scales every gradient reaching z, so z must feed nothing but these log weights, and
     this is called once per z. Its value is not the bound: sum_k w~_k log w_k =
     iwae_looser + log K - H(w~) >= iwae_looser (H the entropy of w~); report `iwae_looser`.
     """
     with torch.no_grad():
         w = torch.softmax(log_weights, dim=1)
+        path_weight = (beta * w + (1.0 - beta)).unsqueeze(-1)
     if z.requires_grad:
-        z.register_hook(lambda grad: grad * w.unsqueeze(-1))
+        z.register_hook(lambda grad: grad * path_weight)
     return (w * log_weights).sum(1)
 
 

@@ -4,6 +4,7 @@
 from dmvae.models.base import MultimodalVAE
 from dmvae.models.dmvae import DMVAE, DMVAEConfig
 from dmvae.models.mmvae import MMVAE, MMVAEConfig
+from dmvae.models.mmvaeplus import MMVAEPlus, MMVAEPlusConfig
 from dmvae.models.mopoe import MoPoE, MoPoEConfig
 from dmvae.models.mvae import MVAE, MVAEConfig
 from dmvae.models.registry import MODELS, ModelSpec, Preset, get_model, register_model
@@ -13,6 +14,8 @@ __all__ = [
     "DMVAEConfig",
     "MMVAE",
     "MMVAEConfig",
+    "MMVAEPlus",
+    "MMVAEPlusConfig",
     "MODELS",
     "MoPoE",
     "MoPoEConfig",

@@ -59,7 +59,10 @@ def brute_force_bound(model: MMVAEPlus, x, drawn, beta: float) -> float:
     posts = {}
     for m in names:
         loc, raw = model.encoders[m](x.inputs[m])
-        posts[m] = Laplace(loc, F.softmax(raw, -1) * raw.shape[-1] + 1e-6)  # official
+        # Official: one head per latent, each scale a softmax over its own dimensions.
+        w_scale = F.softmax(raw[:, :STYLE], -1) * STYLE + 1e-6
+        z_scale = F.softmax(raw[:, STYLE:], -1) * SHARED + 1e-6
+        posts[m] = Laplace(loc, torch.cat([w_scale, z_scale], -1))
     prior = Laplace(torch.zeros(STYLE + SHARED), torch.ones(STYLE + SHARED))
     total = 0.0
     for b in range(b_count):

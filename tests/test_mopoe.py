@@ -94,7 +94,7 @@ def test_loss_is_the_elbo_of_an_explicit_subset_enumeration():
     torch.manual_seed(5)
     terms = model.loss(x, kl_weight=0.5)
     torch.manual_seed(5)
-    mus, logvars = zip(*(model.encoders[m](x.inputs[m]) for m in NAMES))
+    mus, logvars = zip(*(model.encoders[m](x.inputs[m]) for m in NAMES), strict=True)
     subsets = [c for n in (1, 2, 3) for c in itertools.combinations(range(3), n)]
     posts = {}
     for s in subsets:

@@ -123,15 +123,22 @@ class MMVAEPlus(MultimodalVAE):
             }
         )
 
+    def split_scale(self, raw: Tensor, floor: float = 0.0) -> Tensor:
+        """Scales of [w, z] from one raw vector, normalised over w and over z separately (the
+        official encoders have one head per latent, each with its own softmax)."""
+        s = self.style_dim
+        return torch.cat(
+            [self.family.scale(raw[..., :s], floor), self.family.scale(raw[..., s:], floor)], -1
+        )
+
     def prior_scale(self) -> Tensor:
         """Scale of p(w_m, z), [style_dim + shared_dim] (the same for every modality's w)."""
-        return self.family.scale(self.prior_raw_scale)
+        return self.split_scale(self.prior_raw_scale)
 
     def aux_scale(self, m: str) -> Tensor:
         """Scale of the auxiliary prior r_m(w_m) used for cross-reconstructions in training."""
         return self.family.scale(self.aux_raw_scale[m])
 
-    # ---------------------------------------------------------------- encoding
     def _posteriors(
         self, inputs: Mapping[str, Tensor], names: Sequence[str]
     ) -> tuple[Tensor, Tensor]:
@@ -148,7 +155,7 @@ class MMVAEPlus(MultimodalVAE):
                     f"needs style_dim + shared_dim = {width}"
                 )
             locs.append(loc)
-            scales.append(self.family.scale(raw, ETA))
+            scales.append(self.split_scale(raw, ETA))
         return torch.stack(locs), torch.stack(scales)
 
     def encode(
@@ -181,7 +188,6 @@ class MMVAEPlus(MultimodalVAE):
         loc, _ = self._posteriors(inputs, self.modalities)
         return loc[..., self.style_dim :].reshape(-1, self.shared_dim)
 
-    # ---------------------------------------------------------------- training
     def loss(
         self,
         batch: Batch,
@@ -263,7 +269,6 @@ class MMVAEPlus(MultimodalVAE):
                 terms[f"cross/{m}"] = -cross
         return total, terms
 
-    # ---------------------------------------------------------------- generation
     def _prior_sample(
         self, part: slice, n: int, generator: torch.Generator | None = None
     ) -> Tensor:

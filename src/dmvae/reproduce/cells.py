@@ -29,6 +29,7 @@ QUICK: dict[tuple[str, str], dict[str, Any]] = {
     ("paired-mnist", "mvae"): {"epochs": 12, "batch_size": 256, "anneal_epochs": 2},
     ("paired-mnist", "mmvae"): {"epochs": 5, "model.K": 1},
     ("paired-mnist", "mopoe"): {"epochs": 12, "batch_size": 256, "anneal_epochs": 2},
+    ("paired-mnist", "mmvaeplus"): {"epochs": 5},
     ("mnist-svhn", "dmvae"): {"epochs": 3, "anneal_epochs": 1, "model.disc_width": 125},
     ("mnist-svhn", "mvae"): {"epochs": 3, "anneal_epochs": 1},
     ("mnist-svhn", "mmvae"): {"epochs": 1, "model.K": 1},

@@ -13,6 +13,7 @@ from torchvision.utils import save_image
 from dmvae.data.batch import MultimodalData
 from dmvae.markdown import table
 from dmvae.models.base import ContentSampler, MultimodalVAE, Style
+from dmvae.models.registry import model_title
 
 
 def _pct(x: float | None) -> str:
@@ -102,7 +103,7 @@ def metrics_markdown(metrics: dict, body: Callable[[dict], list[str]] = summary_
     """metrics.md of one run: which results are stale, `body` (the paper's layout for its
     experiments), every conditional coherence, the metrics that were skipped and why (missing
     show as n/a), and where each metric's numbers come from."""
-    lines = [f"# {metrics.get('model', '?').upper()} on {metrics.get('experiment', '?')}", ""]
+    lines = [f"# {model_title(metrics.get('model', '?'))} on {metrics.get('experiment', '?')}", ""]
     lines += stale_note(metrics)
     lines += body(metrics)
     maps = {k: v for k, v in metrics.get("coherence", {}).items() if "->" in k}

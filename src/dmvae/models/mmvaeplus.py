@@ -348,6 +348,7 @@ register_model(
         "mmvaeplus",
         MMVAEPlus,
         MMVAEPlusConfig,
+        title="MMVAE+",
         presets={
             "polymnist": Preset(
                 train=dict(

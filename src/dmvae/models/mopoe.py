@@ -183,6 +183,7 @@ register_model(
         "mopoe",
         MoPoE,
         MoPoEConfig,
+        title="MoPoE",
         presets={"paired-mnist": _PAIRED_MNIST, "polymnist": _POLYMNIST},
     )
 )

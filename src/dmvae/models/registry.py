@@ -32,6 +32,8 @@ class ModelSpec:
     config: type
     presets: Mapping[str, Preset] = field(default_factory=dict)
     unrecorded: tuple[str, ...] = ()
+    title: str = ""
+    """How reports spell the model (default: the name in capitals)."""
 
     def preset(self, experiment: str) -> Preset:
         """The paper's settings on `experiment`; an experiment without one gets the defaults."""
@@ -49,6 +51,12 @@ def register_model(spec: ModelSpec) -> ModelSpec:
         raise TypeError(f"{spec.config.__name__} must define latent_dim (the networks' width)")
     MODELS[spec.name] = spec
     return spec
+
+
+def model_title(name: str) -> str:
+    """The model's name as tables and plots show it ("MoPoE"); unregistered names in capitals."""
+    spec = MODELS.get(name)
+    return (spec.title if spec is not None else "") or name.upper()
 
 
 def get_model(name: str) -> ModelSpec:

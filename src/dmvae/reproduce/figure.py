@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dmvae.models.registry import model_title
 from dmvae.reproduce.paired_mnist import Series, paired_mnist_series
-from dmvae.reproduce.summary import Results, median_spread
+from dmvae.reproduce.summary import Results, median_spread, report_order
 
 
 def plot_figure3(series: Series, path: Path) -> None:
@@ -16,8 +17,15 @@ def plot_figure3(series: Series, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    styles = {"dmvae": ("o", "C0"), "mvae": ("s", "C1"), "mmvae": ("^", "C2")}
-    for model, per_m in sorted(series.items()):
+    styles = {
+        "dmvae": ("o", "C0"),
+        "mvae": ("s", "C1"),
+        "mmvae": ("^", "C2"),
+        "mopoe": ("D", "C3"),
+        "mmvaeplus": ("v", "C4"),
+    }
+    for model in report_order(series):
+        per_m = series[model]
         marker, color = styles.get(model, ("x", None))
         for ax, key, scale in ((axes[0], "coherence", 100.0), (axes[1], "fid", 1.0)):
             ms = [k for k in sorted(per_m) if per_m[k][key]]
@@ -31,7 +39,7 @@ def plot_figure3(series: Series, path: Path) -> None:
                 marker=marker,
                 color=color,
                 capsize=3,
-                label=model.upper(),
+                label=model_title(model),
             )
     axes[0].set(xlabel="number of modalities M", ylabel="leave-one-out coherence (%)")
     axes[1].set(xlabel="number of modalities M", ylabel="class-specific conditional distance")

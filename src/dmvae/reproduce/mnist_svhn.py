@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dmvae.markdown import table
+from dmvae.models.registry import model_title
 from dmvae.reproduce.paper import PAPER_MNIST_SVHN
-from dmvae.reproduce.summary import Results, fid_name, fmt
+from dmvae.reproduce.summary import Results, fid_name, fmt, report_order
 
 # Our names of the modalities and maps, and the paper's (x1 = MNIST, x2 = SVHN).
 _PAPER_NAMES = {"mnist": "x1", "svhn": "x2", "mnist->svhn": "x1→x2", "svhn->mnist": "x2→x1"}
@@ -61,14 +62,15 @@ def _get(metrics: dict, key: str) -> float | None:
 def _entries(results: Results, model: str, key: str, scale: float) -> list[str]:
     """Our median over seeds and the paper's number, for one model and metric."""
     values = [v for c, r in results.items() if c.model == model if (v := _get(r, key)) is not None]
-    paper = PAPER_MNIST_SVHN[model].get(key)
+    paper = PAPER_MNIST_SVHN.get(model, {}).get(key)
     return [fmt(values, scale), "n/a" if paper is None else f"{paper:.1f}"]
 
 
 def mnist_svhn_report(results: Results, header: str) -> str:
     """The report's body: Tables 1-3, ours beside the paper's, for the models with cells."""
-    models = [m for m in _MODELS if any(c.model == m for c in results)]
-    columns = [f"{m.upper()} {source}" for m in models for source in ("ours", "paper")]
+    present = {c.model for c in results}
+    models = [m for m in _MODELS if m in present] + report_order(present - set(_MODELS))
+    columns = [f"{model_title(m)} {source}" for m in models for source in ("ours", "paper")]
     lines = [header, "", f"FIDs below are {fid_name(results)}.", ""]
     for title, (scale, rows) in MNIST_SVHN_TABLES.items():
         body = [

@@ -6,7 +6,8 @@ from __future__ import annotations
 import statistics
 
 from dmvae.markdown import table
-from dmvae.reproduce.summary import MODELS_ORDER, Results, fid_name, fmt
+from dmvae.models.registry import model_title
+from dmvae.reproduce.summary import MODELS_ORDER, Results, fid_name, fmt, report_order
 
 Series = dict[str, dict[int, dict[str, list[float]]]]
 """model -> M -> series key -> values over seeds."""
@@ -68,8 +69,9 @@ def paired_mnist_claims(series: Series) -> list[str]:
             continue
         med = {k: statistics.median(v["coherence"]) for k, v in series[model].items()}
         expected = "stays flat" if model == "mmvae" else "rises"
+        trend = _trend(med)
         lines.append(
-            f"- {model.upper()} leave-one-out coherence {_trend(med)} (paper: {expected} with M)."
+            f"- {model_title(model)} leave-one-out coherence {trend} (paper: {expected} with M)."
         )
     ms = sorted({k for per in series.values() for k, v in per.items() if v["fid"]})
     best = []
@@ -80,7 +82,7 @@ def paired_mnist_claims(series: Series) -> list[str]:
             if k in per and per[k]["fid"]
         }
         if fids:
-            best.append(f"M={k}: {min(fids, key=fids.get).upper()}")
+            best.append(f"M={k}: {model_title(min(fids, key=fids.get))}")
     if best:
         lines.append(
             "- Lowest class-specific conditional distance (paper: DMVAE at every M): "
@@ -104,7 +106,7 @@ def _series_table(
 def _probe_columns(series: Series, models: list[str]) -> list[tuple[str, str, str]]:
     """The linear-probe columns that hold a value for some M."""
     return [
-        (m, key, f"{m.upper()} {label}")
+        (m, key, f"{model_title(m)} {label}")
         for m in models
         for key, label in (("probe_all", "all"), ("probe_one", "one"), ("style", "style"))
         if any(series[m][k][key] for k in series[m])
@@ -114,11 +116,11 @@ def _probe_columns(series: Series, models: list[str]) -> list[tuple[str, str, st
 def paired_mnist_report(results: Results, header: str) -> str:
     """The report's body: the series of Figure 3 as tables, probes, and the paper's findings."""
     series = paired_mnist_series(results)
-    models = [m for m in MODELS_ORDER if m in series]
+    models = report_order(series)
     ms = sorted({k for per in series.values() for k in per})
 
     def per_model(key: str, scale: float = 1.0) -> list[str]:
-        return _series_table(series, ms, [(m, key, m.upper()) for m in models], scale)
+        return _series_table(series, ms, [(m, key, model_title(m)) for m in models], scale)
 
     lines = [header, "", "## Leave-one-out coherence (%), median ± std over seeds", ""]
     lines += per_model("coherence", 100)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from dmvae.errors import DataError
 from dmvae.markdown import table
+from dmvae.models.registry import model_title
 from dmvae.reproduce.cells import collect
 from dmvae.reproduce.layouts import layout_of
-from dmvae.reproduce.summary import MODELS_ORDER, Results
+from dmvae.reproduce.summary import Results, report_order
 
 
 def _header(out: Path, experiment: str, results: Results, command: str | None) -> str:
@@ -36,14 +37,14 @@ def _header(out: Path, experiment: str, results: Results, command: str | None) -
 
 def cells_table(results: Results) -> list[str]:
     """Per cell: its coherence summary and how long training and evaluation took."""
-    order = {m: k for k, m in enumerate(MODELS_ORDER)}
+    order = {m: k for k, m in enumerate(report_order(c.model for c in results))}
     rows = []
-    for cell in sorted(results, key=lambda c: (c.modalities, order.get(c.model, 9), c.seed)):
+    for cell in sorted(results, key=lambda c: (c.modalities, order[c.model], c.seed)):
         r = results[cell]
         loo = r.get("coherence", {}).get("leave_one_out_mean")
         rows.append(
             [
-                cell.model.upper(),
+                model_title(cell.model),
                 str(cell.modalities),
                 str(cell.seed),
                 "–" if loo is None else f"{100 * loo:.1f}",

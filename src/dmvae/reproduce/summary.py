@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # cells imports the report layouts, which import this module
@@ -12,6 +13,15 @@ Results = dict["Cell", dict]
 """The metrics.json of every complete cell."""
 
 MODELS_ORDER = ("dmvae", "mvae", "mmvae")
+"""The paper's models: a grid's default, and the ones its findings are checked for."""
+
+REPORT_ORDER = (*MODELS_ORDER, "mopoe", "mmvaeplus")
+
+
+def report_order(models: Iterable[str]) -> list[str]:
+    """Models as reports list them: the paper's, then its successors, then any others by name."""
+    rank = {m: k for k, m in enumerate(REPORT_ORDER)}
+    return sorted(set(models), key=lambda m: (rank.get(m, len(rank)), m))
 
 
 def median_spread(values: list[float]) -> tuple[float, float]:

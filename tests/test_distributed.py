@@ -151,3 +151,15 @@ def _gather_worker(rank, world, port, out):
 def test_gathered_infonce_has_the_global_batch_loss_and_gradient(tmp_path):
     mp.spawn(_gather_worker, args=(2, free_port(), tmp_path), nprocs=2, join=True)
     assert [(tmp_path / f"gather{r}.txt").read_text() for r in range(2)] == ["True", "True"]
+
+
+@pytest.mark.parametrize("model", ["mopoe", "mmvaeplus"])
+def test_successor_models_train_in_sync_on_two_ranks(tmp_path, mnist_root, model):
+    """MoPoE and MMVAE+ go through the same data-parallel step: the ranks see different rows
+    and draw different noise, yet the averaged gradients keep their weights identical."""
+    run = run_config(tmp_path, model, 3)
+    two = launch(2, run, tmp_path)
+    for name, value in two[0].items():
+        assert torch.equal(value, two[1][name]), f"{name} differs across ranks"
+    moved = [not torch.equal(v, two[0][k]) for k, v in _initial(run).items()]
+    assert sum(moved) > len(moved) / 2

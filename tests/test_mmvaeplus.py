@@ -315,14 +315,14 @@ def test_normal_family_trains_and_presets_hold_the_official_polymnist_settings()
 
 
 def test_learns_a_linear_readable_digit_on_real_paired_mnist(tmp_path, mnist_root):
-    """The paired-MNIST preset at beta 1 for 900 steps (about 100 s on 2 CPU cores): measured
+    """The paired-MNIST preset (beta 1) for 900 steps (about 100 s on 2 CPU cores): measured
     probe 0.49 (chance 0.10); at 300 steps, or at beta 2.5 up to 700 steps, the model still sits
     on the mean-image plateau (docs/protocol.md, "MMVAE+")."""
     from dmvae.config import RunConfig
     from dmvae.evaluation.latent import embeddings, linear_probe_accuracy
     from dmvae.training import train
 
-    settings = {"out": str(tmp_path / "run"), "max_steps": 900, "device": "cpu", "model.beta": 1.0}
+    settings = {"out": str(tmp_path / "run"), "max_steps": 900, "device": "cpu"}
     settings.update({"progress": False, "data.root": str(mnist_root), "log_every": 50})
     config = RunConfig.preset("paired-mnist", "mmvaeplus", settings)
     model = train(config).eval()

@@ -94,6 +94,21 @@ def test_paired_mnist_grid_runs_resumes_and_extends(tmp_path, mnist_root, quick_
         rp.run_cell(rp.Cell("paired-mnist", "mvae", 2, 0), "paper", out)
 
 
+def test_reproduce_runs_the_successor_models(tmp_path, mnist_root, quick_classifiers):
+    out = tmp_path / "grid"
+    args = ["reproduce", "paired-mnist", "--models", "mopoe", "mmvaeplus", "--modalities", "3"]
+    args += ["--num-samples", "200", *TINY, "--data-root", str(mnist_root), "--no-progress"]
+    assert main([*args, "--out", str(out)]) == 0
+    for model in ("mopoe", "mmvaeplus"):
+        metrics = json.loads((out / "M3" / model / "seed0/eval/metrics.json").read_text())
+        assert 0.0 <= metrics["coherence"]["leave_one_out_mean"] <= 1.0
+        assert metrics["fid"]["class_conditional_leave_one_out_mean"] > 0
+    assert set(metrics["latent_style"]) == {"m0", "m1", "m2"}  # MMVAE+ has style to probe
+    report = (out / "report.md").read_text()
+    assert "| M | MoPoE | MMVAE+ |" in report
+    assert "| MoPoE | 3 | 0 |" in report and "MMVAE+ style" in report
+
+
 def test_mnist_svhn_reproduction_end_to_end_on_synthetic_svhn(
     tmp_path, mnist_root, quick_classifiers
 ):

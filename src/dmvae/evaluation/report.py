@@ -183,10 +183,7 @@ def save_conditional_grid(
     batch = data.batch(rows, generator)
     kwargs = {}
     if style == "prior" and model.has_style:
-        device = batch.labels.device
-        kwargs["styles"] = {
-            target: torch.randn(n_styles, model.style_dim, generator=generator, device=device)
-        }
+        kwargs["styles"] = {target: model.style_prior_sample(n_styles, generator)}
     out = model.conditional_generate(
         batch.inputs,
         [target],

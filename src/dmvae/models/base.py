@@ -220,6 +220,12 @@ class MultimodalVAE(nn.Module):
         """
         raise NotImplementedError
 
+    def style_prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """`n` draws [n, style_dim] of one modality's style from its prior (N(0, I) here);
+        sample grids fix one such style per row."""
+        device = next(self.parameters()).device
+        return torch.randn(n, self.style_dim, generator=generator, device=device)
+
     def prior_sampler(self) -> ContentSampler:
         """Samples of the shared latent from the model's prior."""
         dim = self.shared_dim

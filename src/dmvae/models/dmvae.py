@@ -337,10 +337,6 @@ class DMVAE(MultimodalVAE):
         return tc, disc_loss.detach()
 
     # ---------------------------------------------------------------- generation
-    def _prior_style(self, n: int, generator: torch.Generator | None) -> Tensor:
-        device = next(self.parameters()).device
-        return torch.randn(n, self.style_dim, generator=generator, device=device)
-
     def generate(
         self,
         n: int,
@@ -351,7 +347,7 @@ class DMVAE(MultimodalVAE):
         sampler = content_sampler or self.prior_sampler()
         c = sampler(n, generator)
         return {
-            m: self.decoders[m](torch.cat([self._prior_style(n, generator), c], dim=-1))
+            m: self.decoders[m](torch.cat([self.style_prior_sample(n, generator), c], dim=-1))
             for m in self.modalities
         }
 
@@ -383,7 +379,7 @@ class DMVAE(MultimodalVAE):
                 s_mu = enc[t][0] if t in enc else self._encode_each(given, [t])[t][0]
                 s = s_mu.repeat_interleave(n_per_input, dim=0)
             else:
-                s = self._prior_style(n, generator)
+                s = self.style_prior_sample(n, generator)
             out[t] = self.decoders[t](torch.cat([s, content], dim=-1))
         return out
 

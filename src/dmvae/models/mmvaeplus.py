@@ -276,6 +276,9 @@ class MMVAEPlus(MultimodalVAE):
         scale = self.prior_scale()[part]
         return self.family.rsample(torch.zeros_like(scale), scale, n, generator)
 
+    def style_prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return self._prior_sample(slice(0, self.style_dim), n, generator)
+
     def prior_sampler(self) -> ContentSampler:
         def sample(n: int, generator: torch.Generator | None = None) -> Tensor:
             return self._prior_sample(slice(self.style_dim, None), n, generator)
@@ -290,10 +293,9 @@ class MMVAEPlus(MultimodalVAE):
     ) -> dict[str, Tensor]:
         """z from `content_sampler` (default: the prior), each modality's w from the prior."""
         z = (content_sampler or self.prior_sampler())(n, generator)
-        style = slice(0, self.style_dim)
         return self.decode(
             {
-                m: torch.cat([self._prior_sample(style, n, generator).to(z), z], dim=-1)
+                m: torch.cat([self.style_prior_sample(n, generator).to(z), z], dim=-1)
                 for m in self.modalities
             }
         )
@@ -330,7 +332,7 @@ class MMVAEPlus(MultimodalVAE):
                 i = names.index(t)
                 w = self.family.rsample(loc[i, :, :s], scale[i, :, :s], 1, generator)[0]
             else:
-                w = self._prior_sample(slice(0, s), n, generator).to(z)
+                w = self.style_prior_sample(n, generator).to(z)
             out[t] = self.decoders[t](torch.cat([w, z], dim=-1))
         return out
 
@@ -370,7 +372,7 @@ register_model(
                     anneal_epochs=0,
                     likelihood_scale=0.75,
                 ),
-                model=dict(shared_dim=20, style_dim=10, K=1, estimator="iwae", beta=2.5),
+                model=dict(shared_dim=20, style_dim=10, K=1, estimator="iwae", beta=1.0),
             ),
         },
     )

@@ -89,9 +89,10 @@ def cell_config(
 
 
 def evaluation_settings(experiment: str, budget: str) -> dict[str, Any]:
-    """What each cell is scored on: Figure 3 for paired MNIST, Tables 1-3 for MNIST-SVHN."""
+    """What each cell is scored on: Figure 3 for paired MNIST, Tables 1-3 for MNIST-SVHN, and
+    coherence from every subset for PolyMNIST."""
     return {
         "metrics": list(layout_of(experiment).metrics),
         "fid_features": "classifier" if budget == "quick" else "inception",
-        "all_subsets": False,
+        "all_subsets": layout_of(experiment).all_subsets,
     }

@@ -203,3 +203,32 @@ def test_train_and_evaluate_on_a_tiny_folder(tiny_root, tmp_path):
     assert metrics["fid"]["class_conditional_leave_one_out_mean"] >= 0
     assert "coherence from 4 (%)" in (run / "eval" / "metrics.md").read_text()
     assert (run / "eval" / "conditional_m0_to_m1.png").exists()
+
+
+def test_quick_cells_and_the_report_layout(tmp_path):
+    from dmvae.reproduce.cells import Cell, cell_config, evaluation_settings, grid
+    from dmvae.reproduce.polymnist import polymnist_report
+
+    cells = grid("polymnist", ["dmvae", "mvae"], [2, 3], [0])
+    assert {c.modalities for c in cells} == {5}
+    config = cell_config(cells[0], "quick", tmp_path)
+    assert config.data.train_size == 10000 and config.data.modalities == 5
+    assert config.train.likelihood_scale == 0.75
+    settings = evaluation_settings("polymnist", "quick")
+    assert settings["all_subsets"] is True and settings["max_test"] == 2000
+    coherence = {"m0->m1": 0.2, "m2->m1": 0.4, "m0+m1->m2": 0.6, "leave_one_out_mean": 0.9}
+    metrics = {"coherence": coherence, "latent": {"all": 0.8, "m0": 0.5, "m1": 0.7}}
+    metrics["fid"] = {"features": "classifier", "class_conditional_leave_one_out_mean": 3.0}
+    report = polymnist_report({Cell("polymnist", "mvae", 5, 0): metrics}, "# header")
+    row = next(line for line in report.splitlines() if line.startswith("| MVAE"))
+    assert [c.strip() for c in row.strip("|").split("|")] == [
+        "MVAE",
+        "90.0",
+        "30.0",
+        "60.0",
+        "–",
+        "–",
+        "80.0",
+        "60.0",
+        "3.0",
+    ]

@@ -25,7 +25,7 @@ VERSION = 1
 DEFAULTS = {
     "mnist": {"epochs": 10, "lr": 3e-3},
     "svhn": {"epochs": 15, "lr": 1e-3},
-    "polymnist": {"epochs": 5, "lr": 1e-3, "shift": 0},
+    "polymnist": {"epochs": 10, "lr": 3e-3, "shift": 0},
 }
 MAX_SHIFT = 2  # pixels of random translation while training: cheap, and worth ~0.5 % on MNIST
 
@@ -84,8 +84,9 @@ class SvhnClassifier(nn.Module):
 
 
 class PolyMNISTClassifier(nn.Module):
-    """MoPoE's PolyMNIST classifier: conv 3-10-20 (k4, s2, p1) with Dropout2d(0.5) and ReLU,
-    linear 980-128 (dropout 0.5, ReLU), linear 128-10."""
+    """MoPoE's PolyMNIST classifier without its two Dropout2d(0.5): conv 3-10-20 (k4, s2, p1,
+    ReLU), linear 980-128 (dropout 0.5, ReLU), linear 128-10. With the conv dropout it stayed
+    at chance for 3 epochs on 6,000 images (docs/protocol.md, "PolyMNIST")."""
 
     feature_dim = 128
 
@@ -93,10 +94,8 @@ class PolyMNISTClassifier(nn.Module):
         super().__init__()
         self.features_net = nn.Sequential(
             nn.Conv2d(3, 10, 4, 2, 1),
-            nn.Dropout2d(0.5),
             nn.ReLU(),
             nn.Conv2d(10, 20, 4, 2, 1),
-            nn.Dropout2d(0.5),
             nn.ReLU(),
             nn.Flatten(),
             nn.Linear(980, 128),

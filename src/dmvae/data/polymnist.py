@@ -201,15 +201,17 @@ def prepare_split(root: str | Path, split: str, needed: int = 5) -> tuple[Path, 
     return path, info
 
 
-def fingerprint(root: str | Path, modality: str) -> str:
-    """A short digest of one modality's train and test images and labels: classifiers and
+def fingerprints(root: str | Path, num_modalities: int) -> list[str]:
+    """A short digest per modality of its train and test images and labels: classifiers and
     feature statistics are keyed by it, so other PolyMNIST images never reuse them."""
-    h = hashlib.blake2b(digest_size=6)
-    for split in SPLITS:
-        h.update(
-            prepare_split(root, split, int(modality[1:]) + 1)[1]["fingerprints"][modality].encode()
-        )
-    return h.hexdigest()
+    infos = [prepare_split(root, split, num_modalities)[1] for split in SPLITS]
+    out = []
+    for k in range(num_modalities):
+        h = hashlib.blake2b(digest_size=6)
+        for info in infos:
+            h.update(info["fingerprints"][f"m{k}"].encode())
+        out.append(h.hexdigest())
+    return out
 
 
 def load_split(

@@ -132,7 +132,7 @@ def polymnist_kinds(root: str | Path, num_modalities: int | None = None) -> list
     from dmvae.data import polymnist
 
     n = num_modalities or len(polymnist.modality_dirs(polymnist.split_dir(root, "train"), 1))
-    return [f"polymnist-m{k}-{polymnist.fingerprint(root, f'm{k}')}" for k in range(n)]
+    return [f"polymnist-m{k}-{digest}" for k, digest in enumerate(polymnist.fingerprints(root, n))]
 
 
 def dataset_kinds(dataset: str, root: str | Path) -> list[str]:

@@ -4,7 +4,7 @@ Every encoder maps a batch of images to the mean and log-variance of one Gaussia
 `latent_dim` dimensions. DMVAE reads the first `style_dim` of them as the style head and the rest
 as the content head: two linear heads from one trunk are exactly one wider head, split. Every
 decoder maps a latent vector to the location of the likelihood (sigmoid output for MNIST, raw
-output for SVHN as in the authors' release).
+output for SVHN as in the authors' release and for PolyMNIST as in MoPoE's).
 """
 
 from __future__ import annotations
@@ -98,6 +98,50 @@ class SVHNDecoder(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z)
+
+
+class PolyMNISTEncoder(nn.Module):
+    """MoPoE's PolyMNIST encoder: conv 3-32-64-128 (k3, s2, p1, ReLU) to 4x4, linear
+    2048 -> latent with ReLU, then linear mean and log-variance heads."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Conv2d(3, 32, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(64, 128, 3, 2, 1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(2048, latent_dim),
+            nn.ReLU(),
+        )
+        self.heads = nn.Linear(latent_dim, 2 * latent_dim)
+        self.latent_dim = latent_dim
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.heads(self.trunk(x)).chunk(2, dim=-1)
+        return mu, logvar
+
+
+def polymnist_decoder(latent_dim: int) -> nn.Sequential:
+    """MoPoE's PolyMNIST decoder: linear latent -> 2048 with ReLU, 128x4x4, ConvTranspose
+    128-64-32-3 (k3, s2, p1; output padding 0, 1, 1) to 3x28x28; raw output is the location."""
+    return nn.Sequential(
+        nn.Linear(latent_dim, 2048),
+        nn.ReLU(),
+        nn.Unflatten(-1, (128, 4, 4)),
+        nn.ConvTranspose2d(128, 64, 3, 2, 1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(64, 32, 3, 2, 1, output_padding=1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(32, 3, 3, 2, 1, output_padding=1),
+    )
+
+
+def polymnist_encoder(latent_dim: int) -> PolyMNISTEncoder:
+    return PolyMNISTEncoder(latent_dim)
 
 
 def mnist_encoder(latent_dim: int) -> MLPEncoder:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from dmvae.cli import options
 
@@ -33,7 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--dataset",
         choices=tuple(clf.ARCHITECTURES),
         default="mnist",
-        help="the classifier to train: MNIST's LeNet or SVHN's CNN (default: %(default)s)",
+        help="the classifier to train: MNIST's LeNet, SVHN's CNN, or MoPoE's PolyMNIST CNN (one "
+        "per modality of DATA_ROOT/MMNIST, keyed by a fingerprint of its images) "
+        "(default: %(default)s)",
     )
     p.add_argument("--epochs", type=int, metavar="N", help=f"training epochs (default: {epochs})")
     p.add_argument(
@@ -59,7 +62,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dmvae.data.sources import resolve_data_root
-    from dmvae.devices import resolve_device
     from dmvae.evaluation import classifiers as clf
 
     root = resolve_data_root(args.data_root)
@@ -74,17 +76,26 @@ def run(args: argparse.Namespace) -> int:
         if not found:
             print("no classifiers yet: run `dmvae classifiers train --dataset mnist`")
         return 0
-    key = clf.classifier_key(args.dataset, args.seed)
-    existing = clf.find_classifier(root, key)
+    for kind in clf.dataset_kinds(args.dataset, root):
+        train_one(args, kind, root)
+    return 0
+
+
+def train_one(args: argparse.Namespace, kind: str, root: Path) -> None:
+    """Train and cache one classifier, unless it is cached and --force is not given."""
+    from dmvae.devices import resolve_device
+    from dmvae.evaluation import classifiers as clf
+
+    existing = clf.find_classifier(root, clf.classifier_key(kind, args.seed))
     if existing and not args.force:
         info = clf.read_info(existing)
         print(
             f"{existing} exists (test accuracy {100 * info['test_accuracy']:.2f} %); "
             "--force retrains"
         )
-        return 0
+        return
     path, info = clf.train_and_cache(
-        args.dataset,
+        kind,
         root,
         device=resolve_device(args.device),
         seed=args.seed,
@@ -93,7 +104,6 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(
-        f"{args.dataset} classifier: test accuracy {100 * info['test_accuracy']:.2f} % "
+        f"{kind} classifier: test accuracy {100 * info['test_accuracy']:.2f} % "
         f"({info['train_seconds']} s), saved to {path}"
     )
-    return 0

@@ -30,7 +30,7 @@ def add_data_root(parser: argparse.ArgumentParser, default: str | None = None) -
     parser.add_argument(
         "--data-root",
         metavar="DIR",
-        help=f"the folder that holds the data sets, MNIST/ and SVHN's .mat files "
+        help=f"the folder that holds the data sets, MNIST/, SVHN's .mat files and MMNIST/ "
         f"(default: {default})",
     )
 
@@ -68,11 +68,13 @@ def add_set(parser: argparse.ArgumentParser, example: str) -> None:
 
 def add_modalities(parser: argparse.ArgumentParser) -> None:
     from dmvae.experiments.paired_mnist import PairedMNISTData
+    from dmvae.experiments.polymnist import PolyMNISTData
 
     parser.add_argument(
         "--modalities",
         type=int,
         metavar="M",
-        help=f"paired MNIST: the number of modalities, 2 to 5 "
-        f"(default: {PairedMNISTData().modalities})",
+        help=f"paired MNIST and PolyMNIST: the number of modalities, 2 to 5 "
+        f"(default: {PairedMNISTData().modalities} for paired MNIST, "
+        f"{PolyMNISTData().modalities} for PolyMNIST)",
     )

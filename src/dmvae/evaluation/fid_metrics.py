@@ -51,12 +51,12 @@ def image_modalities(ctx: EvalContext) -> list[str]:
 
 
 def feature_extractors(ctx: EvalContext) -> dict[str, Extractor]:
-    """One extractor per image modality; Inception networks are shared by modalities of one
-    kind."""
+    """One extractor per image modality; one Inception network (it holds no per-data state)
+    serves them all, e.g. PolyMNIST's five modalities of five classifier kinds."""
     images = image_modalities(ctx)
     if ctx.settings.fid_features == "inception":
-        shared = {k: InceptionFeatures(ctx.device) for k in {ctx.kinds[m] for m in images}}
-        return {m: shared[ctx.kinds[m]] for m in images}
+        net = InceptionFeatures(ctx.device)
+        return {m: net for m in images}
     return {m: ClassifierFeatures(ctx.classifiers[m]) for m in images}
 
 

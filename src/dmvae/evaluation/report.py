@@ -1,4 +1,5 @@
-"""Markdown tables in the layout of the paper's Tables 1-3 and Figure 3, and PNG sample grids."""
+"""Markdown tables in the layout of the paper's Tables 1-3 and Figure 3 (and of MoPoE's PolyMNIST
+results), and PNG sample grids."""
 
 from __future__ import annotations
 
@@ -75,6 +76,36 @@ def mnist_svhn_table(metrics: dict) -> list[str]:
 def paired_mnist_table(metrics: dict) -> list[str]:
     """The metrics of the paper's Figure 3 for one run."""
     return ["Paired MNIST, the metrics of the paper's Figure 3:", "", *summary_table(metrics)]
+
+
+def coherence_by_inputs(coherence: dict[str, float]) -> dict[int, float]:
+    """Mean conditional coherence over the maps from k given modalities, per k (the MoPoE
+    paper's PolyMNIST plot); only the k whose maps were scored."""
+    by_k: dict[int, list[float]] = {}
+    for name, value in coherence.items():
+        if "->" in name:
+            by_k.setdefault(name.split("->")[0].count("+") + 1, []).append(value)
+    return {k: sum(v) / len(v) for k, v in sorted(by_k.items())}
+
+
+def polymnist_table(metrics: dict) -> list[str]:
+    """PolyMNIST for one run: coherence from k given modalities, leave-one-out coherence,
+    latent probes and the class-specific distance."""
+    coh, fid = metrics.get("coherence", {}), metrics.get("fid", {})
+    by_k = coherence_by_inputs(coh)
+    columns = {
+        "M": str(len(metrics.get("modalities", []))),
+        "leave-one-out coherence (%)": _pct(coh.get("leave_one_out_mean")),
+        **{f"coherence from {k} (%)": _pct(v) for k, v in by_k.items()},
+        f"class-specific conditional {_fid_name(fid)}": _num(
+            fid.get("class_conditional_leave_one_out_mean")
+        ),
+    }
+    lines = ["PolyMNIST, coherence by number of given modalities:", "", *_one_row_table(columns)]
+    lat = metrics.get("latent", {})
+    if lat:
+        lines += ["", "Latent accuracy (%): " + ", ".join(f"{k} {_pct(v)}" for k, v in lat.items())]
+    return lines
 
 
 def summary_table(metrics: dict) -> list[str]:

@@ -181,6 +181,16 @@ _PAPER = Preset(
     ),
     model=dict(latent_dim=20, K=30),
 )
+# MoPoE's PolyMNIST script (job_polymnist, METHOD="moe"): 512-d latent, one sample, plain ELBO.
+_MOPOE_POLYMNIST = Preset(
+    train=dict(epochs=300, batch_size=256, lr=5e-4, anneal_epochs=0, likelihood_scale=0.75),
+    model=dict(latent_dim=512, K=1, estimator="elbo"),
+)
 register_model(
-    ModelSpec("mmvae", MMVAE, MMVAEConfig, presets={"mnist-svhn": _PAPER, "paired-mnist": _PAPER})
+    ModelSpec(
+        "mmvae",
+        MMVAE,
+        MMVAEConfig,
+        presets={"mnist-svhn": _PAPER, "paired-mnist": _PAPER, "polymnist": _MOPOE_POLYMNIST},
+    )
 )

@@ -165,6 +165,11 @@ _PAPER = Preset(
     train=dict(epochs=50, batch_size=1024, lr=1e-3, anneal_epochs=5, likelihood_scale=0.1),
     model=dict(latent_dim=20),
 )
+# MoPoE's PolyMNIST script (job_polymnist, METHOD="poe"): 512-d latent, beta 2.5.
+_MOPOE_POLYMNIST = Preset(
+    train=dict(epochs=300, batch_size=256, lr=5e-4, anneal_epochs=0, likelihood_scale=0.75),
+    model=dict(latent_dim=512, beta=2.5),
+)
 register_model(
     ModelSpec(
         "mvae",
@@ -175,6 +180,7 @@ register_model(
             "paired-mnist": Preset(
                 {**_PAPER.train, "epochs": 300, "anneal_epochs": 50}, _PAPER.model
             ),
+            "polymnist": _MOPOE_POLYMNIST,
         },
     )
 )

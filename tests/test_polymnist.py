@@ -187,9 +187,10 @@ def test_classifiers_per_modality_are_keyed_by_the_data(copy_root, capsys):
     assert changed[2] != kinds[2] and changed[:2] == kinds[:2]
 
 
-def test_train_and_evaluate_on_a_tiny_folder(tiny_root, tmp_path):
+@pytest.mark.parametrize("model", ["dmvae", "mopoe", "mmvaeplus"])
+def test_train_and_evaluate_on_a_tiny_folder(tiny_root, tmp_path, model):
     run = tmp_path / "run"
-    args = ["train", "--experiment", "polymnist", "--model", "dmvae", "--data-root", str(tiny_root)]
+    args = ["train", "--experiment", "polymnist", "--model", model, "--data-root", str(tiny_root)]
     args += ["--max-steps", "3", "--batch-size", "20", "--no-progress", "--device", "cpu"]
     assert main([*args, "--out", str(run)]) == 0
     evaluate = ["evaluate", str(run), "--metrics", "coherence", "latent", "fid", "grids"]

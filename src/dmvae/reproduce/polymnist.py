@@ -7,7 +7,8 @@ import statistics
 
 from dmvae.evaluation.report import coherence_by_inputs
 from dmvae.markdown import table
-from dmvae.reproduce.summary import MODELS_ORDER, Results, fid_name, fmt
+from dmvae.models.registry import model_title
+from dmvae.reproduce.summary import Results, fid_name, fmt, report_order
 
 GIVEN = (1, 2, 3, 4)
 
@@ -34,8 +35,7 @@ def polymnist_report(results: Results, header: str) -> str:
         for key, value in _values(metrics).items():
             if value is not None:
                 entry.setdefault(key, []).append(value)
-    models = [m for m in MODELS_ORDER if m in per_model]
-    models += sorted(m for m in per_model if m not in MODELS_ORDER)
+    models = report_order(per_model)
     columns = [
         ("loo", "leave-one-out coherence (%)", 100),
         *((f"given{k}", f"coherence from {k} (%)", 100) for k in GIVEN),
@@ -44,7 +44,7 @@ def polymnist_report(results: Results, header: str) -> str:
         ("fd", "class-specific FD (LOO mean)", 1),
     ]
     rows = [
-        [m.upper(), *(fmt(per_model[m].get(key, []), scale) for key, _, scale in columns)]
+        [model_title(m), *(fmt(per_model[m].get(key, []), scale) for key, _, scale in columns)]
         for m in models
     ]
     lines = [header, "", f"Distances are {fid_name(results)}.", ""]

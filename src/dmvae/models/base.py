@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import Tensor, nn
 
+from dmvae import objectives as obj
 from dmvae.data.batch import Batch
 
 Style = Literal["prior", "posterior"]
@@ -118,6 +119,38 @@ class MultimodalVAE(nn.Module):
             yield
         finally:
             self._encodings = None
+
+    def stack_experts(
+        self, inputs: Mapping[str, Tensor], names: Sequence[str]
+    ) -> tuple[Tensor, Tensor]:
+        """The encoders' two outputs for the modalities `names`, stacked [E, B, D] each."""
+        firsts, seconds = [], []
+        for m in names:
+            if m not in inputs:
+                raise KeyError(f"modality {m!r} is in the subset but not in the inputs")
+            first, second = self.encode_modality(m, inputs[m])
+            firsts.append(first)
+            seconds.append(second)
+        return torch.stack(firsts), torch.stack(seconds)
+
+    def decode_gaussian_posterior(
+        self,
+        given: dict[str, Tensor],
+        targets: Sequence[str],
+        subset: Sequence[str] | None,
+        n_per_input: int,
+        style: Style,
+        generator: torch.Generator | None,
+    ) -> dict[str, Tensor]:
+        """`conditional_generate` of a model whose `encode` is its Gaussian posterior given a
+        subset (MVAE, MoPoE): z is sampled for "posterior", its mean for "prior" (there is no
+        modality-specific latent to draw from a prior)."""
+        names, targets = self.generation_subsets(given, targets, subset)
+        mu, logvar = self.encode(given, names)
+        mu = mu.repeat_interleave(n_per_input, dim=0)
+        logvar = logvar.repeat_interleave(n_per_input, dim=0)
+        z = obj.reparameterize(mu, logvar, generator) if style == "posterior" else mu
+        return {t: self.decoders[t](z) for t in targets}
 
     def auxiliary_networks(self) -> dict[str, nn.Module]:
         """Networks trained by an objective of their own (DMVAE's discriminators), by the name

@@ -11,7 +11,7 @@ With missing modalities a sample's mixture runs over the subsets it fully observ
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -91,23 +91,13 @@ class MoPoE(MultimodalVAE):
     def setup(self) -> None:
         self.shared_dim = self.config.latent_dim
 
-    def _experts(self, inputs: Mapping[str, Tensor], names: Sequence[str]) -> tuple[Tensor, Tensor]:
-        mus, logvars = [], []
-        for m in names:
-            if m not in inputs:
-                raise KeyError(f"modality {m!r} is in the subset but not in the inputs")
-            mu, logvar = self.encode_modality(m, inputs[m])
-            mus.append(mu)
-            logvars.append(logvar)
-        return torch.stack(mus), torch.stack(logvars)
-
     def encode(
         self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
     ) -> tuple[Tensor, Tensor]:
         """The subset's own component: the PoE of its experts (with the prior expert when the
         subset is every modality)."""
         names = self.check_subset(subset)
-        mu, logvar = self._experts(inputs, names)
+        mu, logvar = self.stack_experts(inputs, names)
         full = set(names) == set(self.modalities) and self.config.joint_prior_expert
         return obj.product_of_experts(mu, logvar, None, prior_expert=full)
 
@@ -118,7 +108,7 @@ class MoPoE(MultimodalVAE):
         update_auxiliary: AuxiliaryUpdate | None = None,
     ) -> dict[str, Tensor]:
         names = self.check_subset(batch.modalities)
-        mu, logvar = self._experts(batch.inputs, names)  # [M, B, D]
+        mu, logvar = self.stack_experts(batch.inputs, names)  # [M, B, D]
         subsets = all_subsets(len(names), mu.device)  # [S, M]
         full_set = self.config.joint_prior_expert and len(names) == len(self.modalities)
         sub_mu, sub_logvar = subset_posteriors(mu, logvar, subsets, full_set)  # [S, B, D]
@@ -151,21 +141,15 @@ class MoPoE(MultimodalVAE):
         style: Style = "posterior",
         generator: torch.Generator | None = None,
     ) -> dict[str, Tensor]:
-        """z from the subset's PoE (sampled for "posterior", its mean for "prior": MoPoE has no
-        modality-specific latent to draw from a prior)."""
-        names, targets = self.generation_subsets(given, targets, subset)
-        mu, logvar = self.encode(given, names)
-        mu = mu.repeat_interleave(n_per_input, dim=0)
-        logvar = logvar.repeat_interleave(n_per_input, dim=0)
-        z = obj.reparameterize(mu, logvar, generator) if style == "posterior" else mu
-        return {t: self.decoders[t](z) for t in targets}
+        """z from the subset's PoE posterior (sampled for "posterior", its mean for "prior")."""
+        return self.decode_gaussian_posterior(given, targets, subset, n_per_input, style, generator)
 
     def reconstruct(
         self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
     ) -> dict[str, Tensor]:
-        names = self.check_subset(subset if subset is not None else tuple(inputs))
-        mu, _ = self.encode(inputs, names)
-        return {m: self.decoders[m](mu) for m in self.modalities if m in inputs}
+        """Decoded posterior means of the modalities in `inputs`."""
+        targets = [m for m in self.modalities if m in inputs]
+        return self.decode_gaussian_posterior(inputs, targets, subset, 1, "prior", None)
 
 
 # The official PolyMNIST settings (job_polymnist); paired MNIST has no official MoPoE regime,

@@ -8,7 +8,7 @@ mask, and each decoder runs once on the stacked latents of all terms that recons
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -48,21 +48,11 @@ class MVAE(MultimodalVAE):
     def setup(self) -> None:
         self.shared_dim = self.config.latent_dim
 
-    def _experts(self, inputs: Mapping[str, Tensor], names: Sequence[str]) -> tuple[Tensor, Tensor]:
-        mus, logvars = [], []
-        for m in names:
-            if m not in inputs:
-                raise KeyError(f"modality {m!r} is in the subset but not in the inputs")
-            mu, logvar = self.encode_modality(m, inputs[m])
-            mus.append(mu)
-            logvars.append(logvar)
-        return torch.stack(mus), torch.stack(logvars)
-
     def encode(
         self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
     ) -> tuple[Tensor, Tensor]:
         names = self.check_subset(subset)
-        mu, logvar = self._experts(inputs, names)
+        mu, logvar = self.stack_experts(inputs, names)
         return obj.product_of_experts(mu, logvar, None, prior_expert=True)
 
     def training_subsets(self, device: torch.device) -> Tensor:
@@ -83,7 +73,7 @@ class MVAE(MultimodalVAE):
         update_auxiliary: AuxiliaryUpdate | None = None,
     ) -> dict[str, Tensor]:
         names = self.check_subset(batch.modalities)
-        mu, logvar = self._experts(batch.inputs, names)  # [M, B, D]
+        mu, logvar = self.stack_experts(batch.inputs, names)  # [M, B, D]
         subsets = self.training_subsets(mu.device)  # [T, M]
         observed = batch.mask.T  # [M, B]
         t, m_count, b = subsets.shape[0], len(names), mu.shape[1]
@@ -129,21 +119,15 @@ class MVAE(MultimodalVAE):
         style: Style = "posterior",
         generator: torch.Generator | None = None,
     ) -> dict[str, Tensor]:
-        """z from the PoE posterior of `subset` (sampled for "posterior", its mean for "prior":
-        MVAE has no modality-specific prior to draw style from)."""
-        names, targets = self.generation_subsets(given, targets, subset)
-        mu, logvar = self.encode(given, names)
-        mu = mu.repeat_interleave(n_per_input, dim=0)
-        logvar = logvar.repeat_interleave(n_per_input, dim=0)
-        z = obj.reparameterize(mu, logvar, generator) if style == "posterior" else mu
-        return {t: self.decoders[t](z) for t in targets}
+        """z from the subset's PoE posterior (sampled for "posterior", its mean for "prior")."""
+        return self.decode_gaussian_posterior(given, targets, subset, n_per_input, style, generator)
 
     def reconstruct(
         self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
     ) -> dict[str, Tensor]:
-        names = self.check_subset(subset if subset is not None else tuple(inputs))
-        mu, _ = self.encode(inputs, names)
-        return {m: self.decoders[m](mu) for m in self.modalities if m in inputs}
+        """Decoded posterior means of the modalities in `inputs`."""
+        targets = [m for m in self.modalities if m in inputs]
+        return self.decode_gaussian_posterior(inputs, targets, subset, 1, "prior", None)
 
 
 CPU = torch.device("cpu")

@@ -48,3 +48,34 @@ def quick_classifiers(real_mnist):
     state = {k: v.contiguous() for k, v in model.state_dict().items()}  # from channels-last
     save_file(state, str(directory / f"{clf.classifier_key('mnist')}.safetensors"))
     return model
+
+
+def _digit_scores(model, config, classifier) -> dict[str, float]:
+    import torch
+
+    from dmvae.evaluation.coherence import conditional_coherence, summarise
+    from dmvae.evaluation.latent import embeddings, linear_probe_accuracy
+
+    train_set = config.build_data("train").random_subset(5000, 0)
+    test = config.build_data("test").random_subset(2000, 0)
+    names = tuple(model.modalities)
+    probe = linear_probe_accuracy(
+        *embeddings(model, train_set, names), *embeddings(model, test, names)
+    )
+    per_map = conditional_coherence(
+        model,
+        test,
+        {m: classifier for m in names},
+        all_subsets=False,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    return {"probe": probe, "coherence": summarise(per_map, names)["leave_one_out_mean"]}
+
+
+@pytest.fixture
+def digit_scores():
+    """scores(model, config, classifier) -> {"probe", "coherence"}: the learning tests' measure,
+    a linear digit probe of the shared latent given all modalities (5,000 training and 2,000
+    test samples) and the leave-one-out coherence on those test samples."""
+    return _digit_scores

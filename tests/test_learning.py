@@ -18,8 +18,6 @@ import torch
 from dmvae.config import RunConfig
 from dmvae.data.sources import load_mnist
 from dmvae.evaluation import classifiers as clf
-from dmvae.evaluation.coherence import conditional_coherence, summarise
-from dmvae.evaluation.latent import embeddings, linear_probe_accuracy
 from dmvae.models.dmvae import STYLE_KL_FLOOR
 from dmvae.training import train
 
@@ -41,31 +39,16 @@ def digit_classifier(mnist_root):
     return clf.train_classifier("mnist", x[:20000], y[:20000], epochs=2, progress=False)
 
 
-def short_run(tmp_path, mnist_root, classifier, **overrides) -> tuple[dict, list[dict]]:
+def short_run(tmp_path, mnist_root, classifier, scores, **overrides) -> tuple[dict, list[dict]]:
     local = {"data.root": str(mnist_root), "progress": False, "out": str(tmp_path / "run")}
     config = RunConfig.preset("paired-mnist", "dmvae", {**SHORT, **overrides, **local})
     model = train(config)
-    train_set = config.build_data("train").random_subset(5000, 0)
-    test = config.build_data("test").random_subset(2000, 0)
-    names = tuple(model.modalities)
-    probe = linear_probe_accuracy(
-        *embeddings(model, train_set, names), *embeddings(model, test, names)
-    )
-    per_map = conditional_coherence(
-        model,
-        test,
-        {m: classifier for m in names},
-        all_subsets=False,
-        generator=torch.Generator().manual_seed(0),
-        progress=False,
-    )
-    coherence = summarise(per_map, names)["leave_one_out_mean"]
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").open()]
-    return {"probe": probe, "coherence": coherence}, log
+    return scores(model, config, classifier), log
 
 
-def test_dmvae_learns_at_its_preset(tmp_path, mnist_root, digit_classifier):
-    scores, log = short_run(tmp_path, mnist_root, digit_classifier)
+def test_dmvae_learns_at_its_preset(tmp_path, mnist_root, digit_classifier, digit_scores):
+    scores, log = short_run(tmp_path, mnist_root, digit_classifier, digit_scores)
     assert scores["probe"] > PROBE_MIN, scores
     assert scores["coherence"] > COHERENCE_MIN, scores
     last = log[-1]
@@ -75,9 +58,9 @@ def test_dmvae_learns_at_its_preset(tmp_path, mnist_root, digit_classifier):
 
 
 def test_the_papers_text_preset_collapses_and_the_trainer_says_so(
-    tmp_path, mnist_root, digit_classifier
+    tmp_path, mnist_root, digit_classifier, digit_scores
 ):
-    scores, log = short_run(tmp_path, mnist_root, digit_classifier, **PAPER_TEXT)
+    scores, log = short_run(tmp_path, mnist_root, digit_classifier, digit_scores, **PAPER_TEXT)
     last = log[-1]
     assert max(last["kl/m0"], last["kl/m1"]) < STYLE_KL_FLOOR, last
     warned = [w for r in log if "warnings" in r for w in r["warnings"]]

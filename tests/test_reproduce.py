@@ -109,6 +109,40 @@ def test_reproduce_runs_the_successor_models(tmp_path, mnist_root, quick_classif
     assert "| MoPoE | 3 | 0 |" in report and "MMVAE+ style" in report
 
 
+def test_jobs_run_cells_at_once_and_a_failing_cell_lets_the_others_finish(
+    tmp_path, mnist_root, quick_classifiers, capsys
+):
+    """Two cells in two processes; the MVAE cell fails (a DMVAE-only setting), the DMVAE cell
+    finishes, is reported, and the command exits 1 naming the failed cell and why."""
+    out = tmp_path / "grid"
+    args = ["reproduce", "paired-mnist", "--models", "dmvae", "mvae", "--modalities", "2"]
+    args += ["--jobs", "2", "--set", "model.disc_width=125", "--num-samples", "200", *TINY]
+    args += ["--data-root", str(mnist_root), "--no-progress", "--out", str(out)]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 cell(s) failed" in err[0]
+    assert "mvae M=2 seed=0: ConfigError" in err[0] and "disc_width" in err[0]
+    assert (out / "M2/dmvae/seed0/eval/metrics.json").exists()
+    assert not (out / "M2/mvae/seed0/eval/metrics.json").exists()
+    assert "| DMVAE | 2 | 0 |" in (out / "report.md").read_text()
+
+
+def test_parallel_cells_share_the_cpu_and_spread_over_gpus(monkeypatch):
+    import torch
+
+    from dmvae.reproduce.runner import cell_device
+
+    assert cell_device("cpu", 3) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert [cell_device("auto", i) for i in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert cell_device("cpu", 1) == "cpu"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert cell_device("cuda", 1) == "cuda"
+    with pytest.raises(ConfigError, match="jobs"):
+        rp.reproduce("paired-mnist", "unused", jobs=0)
+
+
 def test_mnist_svhn_reproduction_end_to_end_on_synthetic_svhn(
     tmp_path, mnist_root, quick_classifiers
 ):

@@ -84,6 +84,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="evaluate on a seeded subset of N test samples (default: the whole test set)",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        default=default("jobs"),
+        help="run N cells at once, each in its own process: on one GPU (small nets leave it "
+        "mostly idle), spread over the visible GPUs, or on a many-core CPU with the threads "
+        "shared out; a failing cell is reported and the others go on (default: %(default)s)",
+    )
     options.add_set(
         p,
         "override a setting in every cell, e.g. --set train.max_steps=100; repeatable "
@@ -146,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             progress=not args.no_progress,
             command=command,
+            jobs=args.jobs,
         )
     print(path.read_text())
     print(f"report written to {path}")

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from dmvae.errors import ConfigError
+from dmvae.errors import ConfigError, DmvaeError
 from dmvae.files import atomic_path
 from dmvae.reproduce.cells import Cell, cell_config, evaluation_settings, grid
 from dmvae.reproduce.report import write_report
@@ -70,28 +70,112 @@ def reproduce(
     device: str = "auto",
     progress: bool = True,
     command: str | None = None,
+    jobs: int = 1,
 ) -> Path:
-    """Run every incomplete cell of the grid, then write the report; returns its path."""
+    """Run every incomplete cell of the grid, then write the report; returns its path.
+
+    `jobs` > 1 runs that many cells at once, each in its own process (see `run_parallel`).
+    """
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cells = grid(experiment, list(models), list(modalities), list(seeds))
     if command:
         with open(out / "commands.txt", "a") as f:
             f.write(command + "\n")
+    settings = dict(overrides=overrides, device=device, evaluation=evaluation)
+    if jobs > 1:
+        failed = run_parallel(cells, budget, out, jobs, settings, progress, command)
+        path = write_report(out, experiment, command)
+        if failed:
+            raise CellsFailed(failed, path)
+        return path
     for n, cell in enumerate(cells, 1):
         print(
             f"[{n}/{len(cells)}] {cell.model} M={cell.modalities} seed={cell.seed} "
             f"-> {cell.run_dir(out)}",
             flush=True,
         )
-        run_cell(
-            cell,
-            budget,
-            out,
-            overrides=overrides,
-            device=device,
-            evaluation=evaluation,
-            progress=progress,
-        )
+        run_cell(cell, budget, out, progress=progress, **settings)
         write_report(out, experiment, command)
     return write_report(out, experiment, command)
+
+
+class CellsFailed(DmvaeError):
+    """Some cells of a parallel grid failed; the others finished and are in the report."""
+
+    def __init__(self, failed: dict[Cell, str], report: Path) -> None:
+        self.failed = failed
+        lines = [f"{c.model} M={c.modalities} seed={c.seed}: {why}" for c, why in failed.items()]
+        super().__init__(
+            f"{len(failed)} cell(s) failed (the others are in {report}): " + "; ".join(lines)
+        )
+
+
+def cell_device(device: str, index: int) -> str:
+    """The device of the `index`-th parallel cell: CUDA cells go round-robin over the visible
+    GPUs; a CPU (or a single GPU) is shared by all."""
+    import torch
+
+    wants_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    count = torch.cuda.device_count() if wants_cuda else 0
+    return f"cuda:{index % count}" if count > 1 else device
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_parallel(
+    cells: list[Cell],
+    budget: str,
+    out: Path,
+    jobs: int,
+    settings: dict[str, Any],
+    progress: bool,
+    command: str | None,
+) -> dict[Cell, str]:
+    """Run the cells `jobs` at a time in spawned processes (each with its share of the CPU
+    threads, CUDA cells spread over the GPUs), with one progress bar over the cells and the
+    report rewritten as each one finishes. A failing cell is reported and the others go on;
+    returns the failures by cell."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm import tqdm
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    failed: dict[Cell, str] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)
+    ) as pool:
+        futures = {
+            pool.submit(
+                run_cell,
+                cell,
+                budget,
+                out,
+                progress=False,
+                **{**settings, "device": cell_device(settings["device"], i)},
+            ): cell
+            for i, cell in enumerate(cells)
+        }
+        bar = tqdm(total=len(cells), desc=f"cells ({jobs} at once)", disable=not progress)
+        for future in as_completed(futures):
+            cell = futures[future]
+            error = future.exception()
+            name = f"{cell.model} M={cell.modalities} seed={cell.seed}"
+            if error is None:
+                bar.write(f"done: {name} -> {cell.run_dir(out)}")
+                write_report(out, cell.experiment, command)
+            else:
+                failed[cell] = f"{type(error).__name__}: {error}"
+                bar.write(f"FAILED: {name} ({failed[cell]}); the other cells go on")
+            bar.update()
+        bar.close()
+    return failed

@@ -133,25 +133,6 @@ class MultimodalVAE(nn.Module):
             seconds.append(second)
         return torch.stack(firsts), torch.stack(seconds)
 
-    def decode_gaussian_posterior(
-        self,
-        given: dict[str, Tensor],
-        targets: Sequence[str],
-        subset: Sequence[str] | None,
-        n_per_input: int,
-        style: Style,
-        generator: torch.Generator | None,
-    ) -> dict[str, Tensor]:
-        """`conditional_generate` of a model whose `encode` is its Gaussian posterior given a
-        subset (MVAE, MoPoE): z is sampled for "posterior", its mean for "prior" (there is no
-        modality-specific latent to draw from a prior)."""
-        names, targets = self.generation_subsets(given, targets, subset)
-        mu, logvar = self.encode(given, names)
-        mu = mu.repeat_interleave(n_per_input, dim=0)
-        logvar = logvar.repeat_interleave(n_per_input, dim=0)
-        z = obj.reparameterize(mu, logvar, generator) if style == "posterior" else mu
-        return {t: self.decoders[t](z) for t in targets}
-
     def auxiliary_networks(self) -> dict[str, nn.Module]:
         """Networks trained by an objective of their own (DMVAE's discriminators), by the name
         under which `loss` hands their losses to `update_auxiliary`; the main optimiser leaves
@@ -268,6 +249,36 @@ class MultimodalVAE(nn.Module):
             return torch.randn(n, dim, generator=generator, device=device)
 
         return sample
+
+
+class GaussianPosteriorVAE(MultimodalVAE):
+    """A model whose `encode` is its Gaussian posterior given any subset of modalities (MVAE's
+    and MoPoE's products of experts): it generates by decoding a sample of that posterior, or
+    its mean, since it has no modality-specific latent to draw from a prior."""
+
+    def conditional_generate(
+        self,
+        given: dict[str, Tensor],
+        targets: Sequence[str],
+        subset: Sequence[str] | None = None,
+        n_per_input: int = 1,
+        style: Style = "posterior",
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """z sampled from the subset's posterior for "posterior", its mean for "prior"."""
+        names, targets = self.generation_subsets(given, targets, subset)
+        mu, logvar = self.encode(given, names)
+        mu = mu.repeat_interleave(n_per_input, dim=0)
+        logvar = logvar.repeat_interleave(n_per_input, dim=0)
+        z = obj.reparameterize(mu, logvar, generator) if style == "posterior" else mu
+        return {t: self.decoders[t](z) for t in targets}
+
+    def reconstruct(
+        self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
+    ) -> dict[str, Tensor]:
+        """Decoded posterior means of the modalities in `inputs`."""
+        targets = [m for m in self.modalities if m in inputs]
+        return self.conditional_generate(inputs, targets, subset, style="prior")
 
 
 def run_encoder(name: str, encoder: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
-from dmvae.models.base import AuxiliaryUpdate, MultimodalVAE, Style
+from dmvae.models.base import AuxiliaryUpdate, GaussianPosteriorVAE
 from dmvae.models.registry import ModelSpec, Preset, register_model
 
 
@@ -83,7 +83,7 @@ def stratified_components(available: Tensor) -> Tensor:
     return passed.clamp_max(s - 1)
 
 
-class MoPoE(MultimodalVAE):
+class MoPoE(GaussianPosteriorVAE):
     name = "mopoe"
 
     config_class = MoPoEConfig
@@ -131,25 +131,6 @@ class MoPoE(MultimodalVAE):
         terms["kl"] = (kl * active).mean()
         terms["loss"] = -((rec - kl_weight * self.config.beta * kl) * active).mean()
         return terms
-
-    def conditional_generate(
-        self,
-        given: dict[str, Tensor],
-        targets: Sequence[str],
-        subset: Sequence[str] | None = None,
-        n_per_input: int = 1,
-        style: Style = "posterior",
-        generator: torch.Generator | None = None,
-    ) -> dict[str, Tensor]:
-        """z from the subset's PoE posterior (sampled for "posterior", its mean for "prior")."""
-        return self.decode_gaussian_posterior(given, targets, subset, n_per_input, style, generator)
-
-    def reconstruct(
-        self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
-    ) -> dict[str, Tensor]:
-        """Decoded posterior means of the modalities in `inputs`."""
-        targets = [m for m in self.modalities if m in inputs]
-        return self.decode_gaussian_posterior(inputs, targets, subset, 1, "prior", None)
 
 
 # The official PolyMNIST settings (job_polymnist); paired MNIST has no official MoPoE regime,

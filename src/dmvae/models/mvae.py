@@ -16,7 +16,7 @@ from torch import Tensor
 
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
-from dmvae.models.base import AuxiliaryUpdate, MultimodalVAE, Style
+from dmvae.models.base import AuxiliaryUpdate, GaussianPosteriorVAE
 from dmvae.models.registry import ModelSpec, Preset, register_model
 
 
@@ -40,7 +40,7 @@ class MVAEConfig:
             )
 
 
-class MVAE(MultimodalVAE):
+class MVAE(GaussianPosteriorVAE):
     name = "mvae"
 
     config_class = MVAEConfig
@@ -109,25 +109,6 @@ class MVAE(MultimodalVAE):
         terms["kl/joint"] = kl[0].mean()
         terms["loss"] = -elbo.sum() / b
         return terms
-
-    def conditional_generate(
-        self,
-        given: dict[str, Tensor],
-        targets: Sequence[str],
-        subset: Sequence[str] | None = None,
-        n_per_input: int = 1,
-        style: Style = "posterior",
-        generator: torch.Generator | None = None,
-    ) -> dict[str, Tensor]:
-        """z from the subset's PoE posterior (sampled for "posterior", its mean for "prior")."""
-        return self.decode_gaussian_posterior(given, targets, subset, n_per_input, style, generator)
-
-    def reconstruct(
-        self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
-    ) -> dict[str, Tensor]:
-        """Decoded posterior means of the modalities in `inputs`."""
-        targets = [m for m in self.modalities if m in inputs]
-        return self.decode_gaussian_posterior(inputs, targets, subset, 1, "prior", None)
 
 
 CPU = torch.device("cpu")

@@ -64,14 +64,8 @@ class MMVAE(MultimodalVAE):
         self, inputs: Mapping[str, Tensor], names: Sequence[str]
     ) -> tuple[Tensor, Tensor]:
         """Laplace locations and scales of the unimodal experts, [E, B, D] each."""
-        locs, scales = [], []
-        for m in names:
-            if m not in inputs:
-                raise KeyError(f"modality {m!r} is in the subset but not in the inputs")
-            loc, raw = self.encode_modality(m, inputs[m])
-            locs.append(loc)
-            scales.append(laplace_scale(raw))
-        return torch.stack(locs), torch.stack(scales)
+        loc, raw = self.stack_experts(inputs, names)
+        return loc, laplace_scale(raw)
 
     def encode(
         self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None

@@ -10,7 +10,7 @@ trainer's own step (the loss, the discriminators' updates, Adam with the preset'
 amsgrad).
 
     python benchmarks/bench_models.py [--steps 5] [--threads 2] [--K 30] [--models dmvae mvae mmvae]
-        [--quick]
+        [--quick] [--device cuda]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import itertools
 from collections.abc import Callable
 
 import torch
-from common import build_trainer, describe, synthetic_batch, timed
+from common import build_trainer, describe, machine, synthetic_batch, timed
 
 from dmvae.config import RunConfig
 from dmvae.data.batch import Batch
@@ -31,9 +31,9 @@ from dmvae.training import TrainStep
 def pin_subsets(model: MultimodalVAE, count: int = 64) -> list[torch.Tensor]:
     """MVAE draws random ELBO subsets every step; pin one sequence of draws that the model
     replays, so that its floor can replay the same one and both do the same work."""
-    draws = [model.training_subsets(torch.device("cpu")) for _ in range(count)]
+    draws = [model.training_subsets() for _ in range(count)]
     replay = itertools.cycle(draws)
-    model.training_subsets = lambda device: next(replay).to(device)
+    model.training_subsets = lambda: next(replay)
     return draws
 
 
@@ -86,25 +86,30 @@ def floor_step(
     return step
 
 
-def bench(config: RunConfig, steps: int) -> None:
+def bench(config: RunConfig, steps: int, device: str = "cpu") -> None:
     """Print samples/s of the training step (`TrainStep`) and of its floor on one batch."""
-    model, step = build_trainer(config)
+    model, step = build_trainer(config, device=device)
     bs = config.train.batch_size
-    batch = synthetic_batch(model.modalities, bs)
+    batch = synthetic_batch(model.modalities, bs, device)
     floor = floor_step(model, batch, step.optimizers["main"])  # pins MVAE's subsets first
-    t_model = timed(lambda: step(batch, 1.0), steps)
-    t_floor = timed(floor, steps)
+    t_model = timed(lambda: step(batch, 1.0), steps, device)
+    t_floor = timed(floor, steps, device)
     print(
         f"{describe(config)}: {bs / t_model:8.0f} samples/s, floor {bs / t_floor:8.0f}"
         f" samples/s, floor ratio {t_model / t_floor:.2f}"
     )
     if config.model == "dmvae":
-        share = discriminator_share(model, step, batch, steps, t_model)
+        share = discriminator_share(model, step, batch, steps, t_model, device)
         print(f"       DMVAE discriminators' share of a step: {share:.0%}")
 
 
 def discriminator_share(
-    model: MultimodalVAE, step: TrainStep, batch: Batch, steps: int, t_step: float
+    model: MultimodalVAE,
+    step: TrainStep,
+    batch: Batch,
+    steps: int,
+    t_step: float,
+    device: str = "cpu",
 ) -> float:
     """Share of a DMVAE step taken by its discriminators' passes, timed on the same sizes with
     the step's own discriminator optimiser.
@@ -113,8 +118,8 @@ def discriminator_share(
     whose subset A holds m, then a forward and an input-gradient backward for the TC estimate.
     """
     half = len(batch) // 2
-    s = torch.randn(half, model.style_dim, requires_grad=True)
-    c = torch.randn(half, model.shared_dim)
+    s = torch.randn(half, model.style_dim, device=device, requires_grad=True)
+    c = torch.randn(half, model.shared_dim, device=device)
     opt = step.optimizers["discriminators"]
 
     def passes() -> None:
@@ -127,7 +132,7 @@ def discriminator_share(
             d(s, c).mean().backward()
             d.requires_grad_(True)
 
-    return timed(passes, steps) / t_step
+    return timed(passes, steps, device) / t_step
 
 
 def main() -> None:
@@ -137,9 +142,10 @@ def main() -> None:
     parser.add_argument("--K", type=int, default=30, help="MMVAE samples per expert")
     parser.add_argument("--models", nargs="+", default=["dmvae", "mvae", "mmvae"])
     parser.add_argument("--quick", action="store_true", help="paired MNIST M = 2 only")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, CPU")
+    print(f"torch {torch.__version__}, {args.threads} threads, {machine(args.device)}")
     if args.quick:
         cases = [("paired-mnist", {"data.modalities": 2})]
     else:
@@ -147,7 +153,8 @@ def main() -> None:
     for experiment, overrides in cases:
         for name in args.models:
             extra = {"model.K": args.K} if name == "mmvae" else {}
-            bench(RunConfig.preset(experiment, name, {**overrides, **extra}), args.steps)
+            config = RunConfig.preset(experiment, name, {**overrides, **extra})
+            bench(config, args.steps, args.device)
 
 
 if __name__ == "__main__":

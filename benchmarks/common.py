@@ -22,13 +22,23 @@ from dmvae.training import TrainStep
 SHAPES = {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}
 
 
-def build_trainer(config: RunConfig, seed: int = 0) -> tuple[MultimodalVAE, TrainStep]:
-    """The model of `config` in train mode (initialised from `seed`) and the `TrainStep` that
-    trains it as `dmvae train` does: the config's lr, amsgrad and amp."""
+def build_trainer(
+    config: RunConfig, seed: int = 0, device: str | torch.device = "cpu"
+) -> tuple[MultimodalVAE, TrainStep]:
+    """The model of `config` in train mode (initialised from `seed`) on `device` and the
+    `TrainStep` that trains it as `dmvae train` does: the config's lr, amsgrad and amp."""
     torch.manual_seed(seed)
-    model = config.build_model().train()
+    model = config.build_model().to(device).train()
     t = config.train
     return model, TrainStep(model, lr=t.lr, amsgrad=t.amsgrad, amp=t.amp)
+
+
+def machine(device: str | torch.device) -> str:
+    """The device a benchmark ran on, for its first line."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "CPU"
 
 
 def describe(config: RunConfig) -> str:
@@ -40,18 +50,28 @@ def describe(config: RunConfig) -> str:
     return label
 
 
-def synthetic_batch(names: Sequence[str], n: int) -> Batch:
+def synthetic_batch(names: Sequence[str], n: int, device: str | torch.device = "cpu") -> Batch:
     """`n` random images per modality (MNIST shapes unless the name says SVHN) and labels."""
-    inputs = {m: torch.rand(n, *SHAPES.get(m, (1, 28, 28))) for m in names}
-    return make_batch(inputs, torch.randint(0, 10, (n,)))
+    inputs = {m: torch.rand(n, *SHAPES.get(m, (1, 28, 28)), device=device) for m in names}
+    return make_batch(inputs, torch.randint(0, 10, (n,), device=device))
 
 
-def timed(fn: Callable[[], object], steps: int) -> float:
-    """Seconds per call of `fn` over `steps` calls, after one warm-up call."""
+def wait(device: str | torch.device) -> None:
+    """Let `device` finish its queued work: a GPU step is timed when its kernels have run, not
+    when they were launched."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], steps: int, device: str | torch.device = "cpu") -> float:
+    """Seconds per call of `fn` over `steps` calls, after one warm-up call; the calls run back
+    to back and the clock stops when `device` has finished them."""
     fn()
+    wait(device)
     start = time.perf_counter()
     for _ in range(steps):
         fn()
+    wait(device)
     return (time.perf_counter() - start) / steps
 
 

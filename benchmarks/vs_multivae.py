@@ -5,13 +5,16 @@ gets them wrapped as pythae encoders/decoders), the same batch size, Laplace lik
 data: real paired MNIST with M = 2 and 5, and MNIST-SVHN shapes on synthetic tensors. MultiVae
 is fed by a DataLoader over its own data set and steps a plain Adam, as its trainer does; dmvae
 gathers batches by index from tensors and steps with `TrainStep`, its trainer's own step. Each
-configuration is timed for `--steps` steps after one warm-up step, the two libraries
+configuration is timed for `--steps` turns after two warm-up steps, the two libraries
 alternating so that machine load hits both alike. The dmvae floor (bare network passes of the
 objective, benchmarks/bench_models.py) is printed beside it.
 
     pip install -e ".[bench]"
     python benchmarks/vs_multivae.py [--steps 5] [--threads 2] [--quick]
-        [--models mvae mmvae] [--modalities 2 5] [--no-svhn]
+        [--models mvae mmvae] [--modalities 2 5] [--no-svhn] [--device cuda --block 20]
+
+On a GPU, `--block` steps run back to back in each timed turn (a step is done when its kernels
+have run: each turn ends by waiting for the device), as they do in training.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Callable
 
 import torch
 from bench_models import floor_step
-from common import build_trainer, describe
+from common import build_trainer, describe, machine, wait
 from torch import nn
 
 from dmvae.config import RunConfig
@@ -112,6 +115,7 @@ def dmvae_stepper(
 ) -> Callable[[], None]:
     """Our side: `TrainStep` (the trainer's own step) on the next batch gathered by index."""
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    order = order.to(data.device)
     batches = itertools.cycle(range(len(data) // batch_size))
 
     def step() -> None:
@@ -122,13 +126,18 @@ def dmvae_stepper(
 
 
 def multivae_stepper(
-    model: nn.Module, data: MultimodalData, batch_size: int, optimizer: torch.optim.Optimizer
+    model: nn.Module,
+    data: MultimodalData,
+    batch_size: int,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
 ) -> Callable[[], None]:
-    """MultiVae's side: its DataLoader, its loss and a plain Adam step, as its trainer does."""
+    """MultiVae's side: its DataLoader over host tensors, each batch moved to `device`, its
+    loss and a plain Adam step, as its trainer does."""
     from multivae.data.datasets import MultimodalBaseDataset
     from torch.utils.data import DataLoader
 
-    images = {m: data.images[m][data.index[m]].float() / 255 for m in data.modalities}
+    images = {m: data.images[m][data.index[m]].float().cpu() / 255 for m in data.modalities}
     dataset = MultimodalBaseDataset(images, data.labels)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True)
     batches = iter(loader)
@@ -140,6 +149,7 @@ def multivae_stepper(
         except StopIteration:
             batches = iter(loader)
             inputs = next(batches)
+        inputs["data"] = {m: v.to(device) for m, v in inputs["data"].items()}
         loss = model(inputs, epoch=2).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -148,20 +158,29 @@ def multivae_stepper(
     return step
 
 
-def time_alternating(steppers: dict[str, Callable[[], None]], steps: int) -> dict[str, float]:
-    """Seconds per step of each stepper, run in turns after one warm-up step each."""
+def time_alternating(
+    steppers: dict[str, Callable[[], None]], rounds: int, block: int, device: torch.device
+) -> dict[str, float]:
+    """Seconds per step of each stepper: `rounds` turns of `block` steps each, after two warm-up
+    steps each; a turn ends when the device has finished its steps."""
     for step in steppers.values():
         step()
+        step()
+    wait(device)
     total = dict.fromkeys(steppers, 0.0)
-    for _ in range(steps):
+    for _ in range(rounds):
         for name, step in steppers.items():
             start = time.perf_counter()
-            step()
+            for _ in range(block):
+                step()
+            wait(device)
             total[name] += time.perf_counter() - start
-    return {name: t / steps for name, t in total.items()}
+    return {name: t / (rounds * block) for name, t in total.items()}
 
 
-def bench(experiment: str, name: str, data: MultimodalData, k: int, steps: int) -> None:
+def bench(
+    experiment: str, name: str, data: MultimodalData, k: int, rounds: int, block: int
+) -> None:
     """Print samples/s of both libraries on `data` and our floor ratio."""
     overrides = {"data.modalities": len(data.modalities)} if experiment == "paired-mnist" else {}
     if name == "mmvae":
@@ -169,17 +188,20 @@ def bench(experiment: str, name: str, data: MultimodalData, k: int, steps: int) 
     config = RunConfig.preset(experiment, name, overrides)
     t = config.train
     bs = t.batch_size
-    ours, train_step = build_trainer(config)
-    theirs = build_multivae(config).train()
+    device = data.device
+    ours, train_step = build_trainer(config, device=device)
+    theirs = build_multivae(config).to(device).train()
     opt_theirs = torch.optim.Adam(theirs.parameters(), lr=t.lr, amsgrad=t.amsgrad)
     batch = data.batch(torch.arange(bs))
     times = time_alternating(
         {
             "dmvae": dmvae_stepper(train_step, data, bs),
-            "multivae": multivae_stepper(theirs, data, bs, opt_theirs),
+            "multivae": multivae_stepper(theirs, data, bs, opt_theirs, device),
             "floor": floor_step(ours, batch, train_step.optimizers["main"]),
         },
-        steps,
+        rounds,
+        block,
+        device,
     )
     ours_sps, theirs_sps = bs / times["dmvae"], bs / times["multivae"]
     floor = times["dmvae"] / times["floor"]
@@ -198,13 +220,15 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["mvae", "mmvae"])
     parser.add_argument("--modalities", nargs="+", type=int, help="paired MNIST M (default 2 5)")
     parser.add_argument("--no-svhn", action="store_true", help="skip the MNIST-SVHN shapes")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--block", type=int, default=1, help="steps per timed turn")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import multivae
 
     print(
         f"torch {torch.__version__}, multivae {getattr(multivae, '__version__', '?')}, "
-        f"{args.threads} threads, CPU"
+        f"{args.threads} threads, {machine(args.device)}"
     )
     ks = (1,) if args.quick else (1, 10)
     configs = [(m, "paired-mnist") for m in args.modalities or ((2,) if args.quick else (2, 5))]
@@ -212,14 +236,15 @@ def main() -> None:
         configs.append((2, "mnist-svhn"))
     for modalities, experiment in configs:
         if experiment == "paired-mnist":
-            data = real_paired_mnist(modalities)
+            data = real_paired_mnist(modalities, args.device)
         else:
-            data = synthetic_mnist_svhn()
+            data = synthetic_mnist_svhn().to(args.device)
+        timing = (args.steps, args.block)
         if "mvae" in args.models:
-            bench(experiment, "mvae", data, 1, args.steps)
+            bench(experiment, "mvae", data, 1, *timing)
         if "mmvae" in args.models:
             for k in ks:
-                bench(experiment, "mmvae", data, k, args.steps)
+                bench(experiment, "mmvae", data, k, *timing)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def batch(n=8, names=NAMES, seed=1):
 def test_mvae_two_modalities_is_joint_plus_unimodal_elbos():
     model = MVAE(*parts(4, ("a", "b")), MVAEConfig(latent_dim=4))
     x = batch(names=("a", "b"))
-    assert model.training_subsets(torch.device("cpu")).tolist() == [
+    assert model.training_subsets().tolist() == [
         [True, True],
         [True, False],
         [False, True],
@@ -56,7 +56,7 @@ def test_mvae_two_modalities_is_joint_plus_unimodal_elbos():
 
 def test_mvae_random_subsets_for_more_than_two_modalities():
     model = MVAE(*parts(4), MVAEConfig(latent_dim=4, num_random_subsets=3))
-    subsets = model.training_subsets(torch.device("cpu"))
+    subsets = model.training_subsets()
     assert subsets.shape == (1 + 3 + 3, 3) and subsets.any(1).all()
     assert "elbo/random" in model.loss(batch())
 
@@ -71,7 +71,7 @@ def test_mvae_random_subsets_are_uniform_over_proper_multimodal_subsets(m):
     draws = 600 * m
     counts: dict[tuple[bool, ...], int] = {}
     for _ in range(draws):
-        rows = model.training_subsets(torch.device("cpu"))
+        rows = model.training_subsets()
         assert rows.shape == (2 + m, m)
         key = tuple(rows[-1].tolist())
         counts[key] = counts.get(key, 0) + 1

@@ -137,9 +137,9 @@ def test_train_step_steps_the_discriminators_before_their_tc_estimate(monkeypatc
         real_update(name, loss)
         events.append(("step", snapshot()))
 
-    def estimate(logits):
+    def estimate(logits, weight=None):
         events.append(("tc", snapshot()))
-        return real_estimate(logits)
+        return real_estimate(logits, weight)
 
     monkeypatch.setattr(step, "update_auxiliary", update)
     monkeypatch.setattr(objectives, "tc_estimate", estimate)

@@ -114,10 +114,18 @@ def load_model_weights(model: torch.nn.Module, tensors: dict[str, Tensor], path:
         ) from err
 
 
+# How an optimiser computes (a fused kernel on CUDA, a loop on the CPU), not what: a run
+# resumed on another device keeps the live optimiser's choice, not the checkpoint's.
+IMPLEMENTATION = ("fused", "foreach", "capturable")
+
+
 def load_optimizer(
     opt: torch.optim.Optimizer, name: str, tensors: dict[str, Tensor], meta: dict
 ) -> None:
-    opt.load_state_dict(_unflatten_optimizer(f"optim/{name}", tensors, meta["optimizers"][name]))
+    saved = _unflatten_optimizer(f"optim/{name}", tensors, meta["optimizers"][name])
+    for group, live in zip(saved["param_groups"], opt.param_groups, strict=False):
+        group.update({k: live[k] for k in IMPLEMENTATION if k in live})
+    opt.load_state_dict(saved)
 
 
 def rng_states(tensors: dict[str, Tensor]) -> dict[str, Tensor]:

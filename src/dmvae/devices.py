@@ -1,8 +1,13 @@
-"""Device selection shared by every command (`--device auto|cpu|cuda[:N]`)."""
+"""Device selection shared by every command (`--device auto|cpu|cuda[:N]`), and the choices
+that depend on the device."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import torch
+from torch import Tensor
 
 from dmvae.errors import ConfigError
 
@@ -20,3 +25,11 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but CUDA is not available; use --device cpu")
     return device
+
+
+def adam(params: Iterable[Tensor], **kwargs: Any) -> torch.optim.Adam:
+    """Adam, fused into one kernel per step on CUDA (the same update as the per-tensor loop;
+    tests/test_gpu_step.py compares them on the CPU); torch's default elsewhere."""
+    params = list(params)
+    fused = bool(params) and all(p.device.type == "cuda" for p in params)
+    return torch.optim.Adam(params, fused=fused or None, **kwargs)

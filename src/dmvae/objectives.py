@@ -70,8 +70,8 @@ def gaussian_log_prob(x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
 
 def laplace_log_prob(x: Tensor, loc: Tensor, scale: float | Tensor) -> Tensor:
     """Elementwise log Laplace(x; loc, scale) = -|x - loc| / scale - log(2 scale)."""
-    scale = torch.as_tensor(scale, dtype=loc.dtype, device=loc.device)
-    return -(x - loc).abs() / scale - torch.log(2 * scale)
+    log_2scale = torch.log(2 * scale) if isinstance(scale, Tensor) else math.log(2 * scale)
+    return -(x - loc).abs() / scale - log_2scale
 
 
 class _L1Distance(torch.autograd.Function):
@@ -134,7 +134,7 @@ def info_nce(z_a: Tensor, z_b: Tensor, temperature: float = 1.0, cosine: bool = 
     sim = z @ z.T / temperature
     eye = torch.eye(2 * n, dtype=torch.bool, device=z.device)
     sim = sim.masked_fill(eye, float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    target = torch.arange(2 * n, device=z.device).roll(n)
     return F.cross_entropy(sim, target)
 
 
@@ -148,20 +148,43 @@ def permute_batch(x: Tensor, generator: torch.Generator | None = None) -> Tensor
     an unpermuted partner (the density-ratio trick)."""
     device = generator.device if generator is not None else x.device
     perm = torch.randperm(x.shape[0], generator=generator, device=device)
-    return x[perm.to(x.device)]
+    return x[perm.to(x.device, non_blocking=True)]
 
 
-def tc_discriminator_loss(logits_joint: Tensor, logits_permuted: Tensor) -> Tensor:
-    """Cross-entropy of a discriminator telling joint samples (class 0) from permuted ones (1)."""
+def permutation_within(rows: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Indices [B] that shuffle the rows where `rows` (bool [B]) holds uniformly among
+    themselves and leave the others in place: `permute_batch` of those rows, in a batch whose
+    shape does not depend on how many they are (no host synchronisation on a GPU)."""
+    n = rows.shape[0]
+    place = torch.arange(n, device=rows.device)
+    keys = torch.rand(n, generator=generator, device=rows.device)
+    # The selected rows, first in a random order and then in index order; the others after
+    # them, in index order in both lists, so that they map to themselves.
+    shuffled = torch.argsort(torch.where(rows, keys, 2.0 + place / n))
+    ordered = torch.argsort(torch.where(rows, 0, 1 + place))
+    return torch.empty_like(place).scatter_(0, ordered, shuffled)
+
+
+def tc_discriminator_loss(
+    logits_joint: Tensor, logits_permuted: Tensor, weight: Tensor | None = None
+) -> Tensor:
+    """Cross-entropy of a discriminator telling joint samples (class 0) from permuted ones (1);
+    with `weight` (bool [B]), the mean over the rows it selects."""
     zeros = torch.zeros(logits_joint.shape[0], dtype=torch.long, device=logits_joint.device)
     ones = torch.ones(logits_permuted.shape[0], dtype=torch.long, device=logits_permuted.device)
-    return 0.5 * (F.cross_entropy(logits_joint, zeros) + F.cross_entropy(logits_permuted, ones))
+    if weight is None:
+        return 0.5 * (F.cross_entropy(logits_joint, zeros) + F.cross_entropy(logits_permuted, ones))
+    joint = F.cross_entropy(logits_joint, zeros, reduction="none")
+    permuted = F.cross_entropy(logits_permuted, ones, reduction="none")
+    return 0.5 * (masked_mean(joint, weight) + masked_mean(permuted, weight))
 
 
-def tc_estimate(logits_joint: Tensor) -> Tensor:
+def tc_estimate(logits_joint: Tensor, weight: Tensor | None = None) -> Tensor:
     """Total correlation by the density-ratio trick: mean log D / (1 - D) on joint samples,
-    i.e. mean(logit_joint - logit_permuted) of an optimal discriminator."""
-    return (logits_joint[:, 0] - logits_joint[:, 1]).mean()
+    i.e. mean(logit_joint - logit_permuted) of an optimal discriminator; with `weight` (bool
+    [B]), the mean over the rows it selects."""
+    ratio = logits_joint[:, 0] - logits_joint[:, 1]
+    return ratio.mean() if weight is None else masked_mean(ratio, weight)
 
 
 def laplace_rsample(

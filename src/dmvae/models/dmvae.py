@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
+from dmvae.devices import adam
 from dmvae.distributed import gather_batch
 from dmvae.models.base import AuxiliaryUpdate, ContentSampler, MultimodalVAE, Style
 from dmvae.models.registry import ModelSpec, Preset, register_model
@@ -33,6 +34,12 @@ CONTENT_EFFECT_FLOOR = 0.05
 
 RECONSTRUCTIONS = ("release", "per_sample")
 INITS = ("release", "pytorch")
+
+
+def select_rows(device: torch.device) -> bool:
+    """Whether the TC terms compute only subset A's rows (the CPU), or all rows with the others
+    weighted 0 (the GPU, where counting the rows would stall every step)."""
+    return device.type == "cpu"
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,7 @@ class DMVAE(MultimodalVAE):
     def auxiliary_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         cfg = self.config
         params = self.discriminators.parameters()
-        return {"discriminators": torch.optim.Adam(params, lr=cfg.disc_lr, betas=cfg.disc_betas)}
+        return {"discriminators": adam(params, lr=cfg.disc_lr, betas=cfg.disc_betas)}
 
     # ---------------------------------------------------------------- encoding
     def _encode_each(
@@ -226,8 +233,7 @@ class DMVAE(MultimodalVAE):
         total = total + self.config.gamma * shared
 
         for k, m in enumerate(names):
-            rows = in_a[k]
-            tc, disc = self._tc_term(m, styles[m][rows], c_a[rows].detach(), update_auxiliary)
+            tc, disc = self._tc_term(m, styles[m], c_a.detach(), in_a[k], update_auxiliary)
             terms[f"tc/{m}"] = tc
             terms[f"disc/{m}"] = disc
             total = total + self.delta[m] * tc
@@ -239,11 +245,15 @@ class DMVAE(MultimodalVAE):
         return torch.rand(shape, device=device) < self.config.subset_prob
 
     def draw_contrast_subset(self, num_modalities: int, device: torch.device) -> Tensor:
-        """Bool [M]: the batch's random non-empty subset that InfoNCE contrasts with all."""
-        subset = torch.rand(num_modalities, device=device) < self.config.subset_prob
+        """Bool [M]: the batch's random non-empty subset that InfoNCE contrasts with all.
+
+        Drawn by torch's CPU generator whatever the device: redrawing an empty subset is a
+        decision the host takes, and on a GPU it would wait for the device every step.
+        """
+        subset = torch.rand(num_modalities, device="cpu") < self.config.subset_prob
         if not subset.any():
-            subset[torch.randint(num_modalities, (1,), device=device)] = True
-        return subset
+            subset[torch.randint(num_modalities, (1,), device="cpu")] = True
+        return subset.to(device, non_blocking=True)
 
     def _shared_term(
         self, enc: Mapping, names: Sequence[str], observed: Tensor
@@ -312,26 +322,36 @@ class DMVAE(MultimodalVAE):
         return reasons
 
     def _tc_term(
-        self, m: str, s: Tensor, c: Tensor, update: AuxiliaryUpdate | None
+        self, m: str, s: Tensor, c: Tensor, rows: Tensor, update: AuxiliaryUpdate | None
     ) -> tuple[Tensor, Tensor]:
-        """Step D_m on detached samples (when training), then estimate TC with the updated D_m;
-        the estimate's gradient reaches s only."""
+        """Step D_m on detached samples of the `rows` (bool [B]) in subset A (when training),
+        then estimate TC with the updated D_m; the estimate's gradient reaches s only.
+
+        On the CPU the rows are selected, so that only they are computed. Elsewhere every row
+        is computed and the others weigh 0: selecting them would make the host wait for the
+        device to count them, every step (docs/performance.md, "GPU steps").
+        """
         disc = self.discriminators[m]
-        if s.shape[0] < 2:
-            zero = s.sum() * 0.0
-            return zero, zero.detach()
-        s_perm = obj.permute_batch(s.detach())
+        if select_rows(rows.device):
+            s, c, weight = s[rows], c[rows], None
+            if s.shape[0] < 2:
+                zero = s.sum() * 0.0
+                return zero, zero.detach()
+            s_perm = obj.permute_batch(s.detach())
+        else:
+            weight = rows & (rows.sum() >= 2)  # as above: fewer than 2 rows estimate nothing
+            s_perm = s.detach()[obj.permutation_within(weight)]
         if update is not None and torch.is_grad_enabled():
             n = s.shape[0]
             logits = disc(torch.cat([s.detach(), s_perm]), torch.cat([c, c]))
-            disc_loss = obj.tc_discriminator_loss(logits[:n], logits[n:])
+            disc_loss = obj.tc_discriminator_loss(logits[:n], logits[n:], weight)
             update("discriminators", disc_loss)
         else:
             with torch.no_grad():
-                disc_loss = obj.tc_discriminator_loss(disc(s, c), disc(s_perm, c))
+                disc_loss = obj.tc_discriminator_loss(disc(s, c), disc(s_perm, c), weight)
         disc.requires_grad_(False)
         try:
-            tc = obj.tc_estimate(disc(s, c))
+            tc = obj.tc_estimate(disc(s, c), weight)
         finally:
             disc.requires_grad_(True)
         return tc, disc_loss.detach()

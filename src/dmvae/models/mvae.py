@@ -55,14 +55,15 @@ class MVAE(GaussianPosteriorVAE):
         mu, logvar = self.stack_experts(inputs, names)
         return obj.product_of_experts(mu, logvar, None, prior_expert=True)
 
-    def training_subsets(self, device: torch.device) -> Tensor:
-        """Bool [T, M]: the joint subset, each single modality, and random subsets if M > 2."""
+    def training_subsets(self) -> Tensor:
+        """Bool [T, M] on the CPU: the joint subset, each single modality, and random subsets if
+        M > 2. Drawn by torch's CPU generator whatever the device: which decoders run on which
+        terms is decided by the host, and a draw on a GPU would make it wait every step."""
         m = len(self.modalities)
-        rows = [torch.ones(1, m, dtype=torch.bool, device=device)]
-        rows.append(torch.eye(m, dtype=torch.bool, device=device))
+        rows = [torch.ones(1, m, dtype=torch.bool), torch.eye(m, dtype=torch.bool)]
         if m > 2 and self.config.num_random_subsets > 0:
-            candidates = proper_subsets(m, torch.device(device))
-            pick = torch.randint(len(candidates), (self.config.num_random_subsets,), device=device)
+            candidates = proper_subsets(m)
+            pick = torch.randint(len(candidates), (self.config.num_random_subsets,), device=CPU)
             rows.append(candidates[pick])
         return torch.cat(rows)
 
@@ -74,10 +75,10 @@ class MVAE(GaussianPosteriorVAE):
     ) -> dict[str, Tensor]:
         names = self.check_subset(batch.modalities)
         mu, logvar = self.stack_experts(batch.inputs, names)  # [M, B, D]
-        subsets = self.training_subsets(mu.device)  # [T, M]
+        subsets = self.training_subsets()  # [T, M], on the host
         observed = batch.mask.T  # [M, B]
         t, m_count, b = subsets.shape[0], len(names), mu.shape[1]
-        masks = subsets[:, :, None] & observed[None]  # [T, M, B]
+        masks = subsets.to(mu.device, non_blocking=True)[:, :, None] & observed[None]  # [T, M, B]
         # One PoE over all terms at once: experts [M, T*B, D] with masks [M, T*B].
         joint_mu, joint_logvar = obj.product_of_experts(
             mu.repeat(1, t, 1),
@@ -91,7 +92,8 @@ class MVAE(GaussianPosteriorVAE):
         terms: dict[str, Tensor] = {}
         elbo = torch.zeros(t, b, device=mu.device)
         for k, m in enumerate(names):
-            rows = subsets[:, k].nonzero().squeeze(1)  # terms reconstructing m
+            rows = subsets[:, k].nonzero().squeeze(1)  # terms reconstructing m, on the host
+            rows = rows.to(mu.device, non_blocking=True)
             loc = self.decoders[m](z[rows].reshape(-1, z.shape[-1]))
             target = batch.targets[m].repeat(len(rows), *[1] * (batch.targets[m].dim() - 1))
             lp = self.likelihoods[m].log_prob(target, loc).view(len(rows), b)
@@ -115,15 +117,15 @@ CPU = torch.device("cpu")
 
 
 @functools.cache
-def proper_subsets(m: int, device: torch.device = CPU) -> Tensor:
-    """Bool [S, m]: every subset of 2..m-1 of m modalities, by size, then in binary order.
-    Cached per (m, device), since MVAE draws from it at every step; callers must not modify it."""
+def proper_subsets(m: int) -> Tensor:
+    """Bool [S, m] on the CPU: every subset of 2..m-1 of m modalities, by size, then in binary
+    order. Cached, since MVAE draws from it at every step; callers must not modify it."""
     codes = torch.arange(1, 2**m - 1)
     masks = (codes[:, None] >> torch.arange(m)) & 1 == 1
     sizes = masks.sum(1)
     keep = sizes >= 2
     order = torch.argsort(sizes[keep], stable=True)
-    return masks[keep][order].to(device)
+    return masks[keep][order]
 
 
 _PAPER = Preset(

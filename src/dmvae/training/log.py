@@ -66,7 +66,7 @@ class RunLog:
         for name, v in terms.items():
             self.sums[name] = self.sums.get(name, 0.0) + v.detach().float()
         self.count += 1
-        if step % self.every == 0 or step == self.total:
+        if self.due(step):
             means = self._means(step, kl_weight, batch)
             new = self._collapse_check(means, step) if step >= COLLAPSE_CHECK_FROM else []
             self._write(step, epoch, means, new)
@@ -76,6 +76,10 @@ class RunLog:
             self.bar.set_postfix(postfix)
             self.sums, self.count = {}, 0
         self.bar.update(1)
+
+    def due(self, step: int) -> bool:
+        """Whether finishing step `step` writes a record."""
+        return step % self.every == 0 or step == self.total
 
     def _means(self, step: int, kl_weight: float, batch: Batch) -> dict[str, float]:
         stacked = distributed.mean_across(torch.stack(list(self.sums.values())), self.ctx)

@@ -78,7 +78,13 @@ def _writer(out: Path, overwrite: bool, ctx: distributed.Context) -> Iterator[No
 
 
 def _loop(config, ctx, step_fn, parts, start: int, resume: bool) -> None:
-    """Steps from `start`, logging and checkpointing; Ctrl-C saves after the current step."""
+    """Steps from `start`, logging and checkpointing; Ctrl-C saves after the current step.
+
+    The device is read only where the host must know: at log records, and before each
+    checkpoint, where `step_fn.check()` stops a run whose loss became NaN since the last check,
+    so that no checkpoint is written from such a step. Under torchrun the ranks agree on Ctrl-C
+    at log and checkpoint steps only (each agreement is a collective that waits for the device).
+    """
     t, out = config.train, Path(config.train.out)
     model, optimizers, sampler, noise = parts
     total = t.epochs * sampler.steps_per_epoch
@@ -92,23 +98,36 @@ def _loop(config, ctx, step_fn, parts, start: int, resume: bool) -> None:
             state.save(out / CHECKPOINT, *parts, step, config.to_dict())
         last_save = time.monotonic()
 
+    def check() -> None:
+        try:
+            step_fn.check()
+        except NonFiniteLoss as err:
+            step = start + err.call
+            raise TrainingDiverged(
+                f"the loss became NaN or infinite at step {step}; {_kept(out)}"
+            ) from None
+
     every = dict(resume=resume, start=start, total=total, every=t.log_every)
     log = RunLog(out, model, **every, batch_size=t.batch_size, progress=t.progress, ctx=ctx)
     with rundir.deferred_interrupt() as interrupted:
         try:
             for step, epoch, batch in sampler.batches(start, total, noise):
                 kl_weight = kl_anneal_weight(step, anneal_steps)
-                try:
-                    terms = step_fn(batch, kl_weight)
-                except NonFiniteLoss as err:
-                    raise TrainingDiverged(f"{err} at step {step}; {_kept(out)}") from None
-                log.step(step + 1, epoch, terms, kl_weight, batch)
-                if distributed.any_across(interrupted(), ctx):  # all ranks stop together
-                    save(step + 1)
-                    raise KeyboardInterrupt(f"checkpoint at step {step + 1} in {out}")
-                due = time.monotonic() - last_save >= 60 * t.checkpoint_minutes > 0
-                if ((step + 1) % t.checkpoint_every == 0 or due) and step + 1 < total:
-                    save(step + 1)
+                terms = step_fn(batch, kl_weight)
+                done = step + 1
+                timed = time.monotonic() - last_save >= 60 * t.checkpoint_minutes > 0
+                saving = (done % t.checkpoint_every == 0 or timed) and done < total
+                agreed = done % t.log_every == 0 or done % t.checkpoint_every == 0
+                stop = (agreed or not ctx.enabled) and distributed.any_across(interrupted(), ctx)
+                if saving or stop or log.due(done):
+                    check()
+                log.step(done, epoch, terms, kl_weight, batch)
+                if stop:  # all ranks stop together
+                    save(done)
+                    raise KeyboardInterrupt(f"checkpoint at step {done} in {out}")
+                if saving:
+                    save(done)
+            check()
             save(total)
             distributed.barrier(ctx)  # no rank returns before the final checkpoint is on disk
         finally:

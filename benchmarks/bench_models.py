@@ -3,8 +3,8 @@
 The floor of a model is the time of the bare forward and backward passes its objective needs on
 the same networks and batch, with a trivial loss: for DMVAE the encoders, the decoders and the
 discriminators' passes (one training step of each D_m on joint + permuted samples, one pass
-with input gradients for the TC estimate); for MVAE one decode per ELBO term; for MMVAE
-M x M x K decodes. Both sides include the Adam step. A ratio near 1 means the objective adds
+with input gradients for the TC estimate); for MVAE one decode per ELBO term; for MoPoE one
+decode per modality; for MMVAE and MMVAE+ M x M x K decodes. Both sides include the Adam step. A ratio near 1 means the objective adds
 little beyond the networks' own compute. The model side is `dmvae.training.TrainStep`, the
 trainer's own step (the loss, the discriminators' updates, Adam with the preset's lr and
 amsgrad).
@@ -48,11 +48,11 @@ def floor_step(
 
     def repeats(k_mod: int, subsets: torch.Tensor | None) -> int:
         """Times decoder k_mod runs on the batch: once per ELBO term that reconstructs it."""
-        if name == "dmvae":
+        if name in ("dmvae", "mopoe"):  # MoPoE: one z per sample, from its mixture component
             return 1
         if name == "mvae":
             return int(subsets[:, k_mod].sum())
-        return len(names) * model.config.K
+        return len(names) * model.config.K  # MMVAE, MMVAE+: K samples of every expert
 
     def step() -> None:
         subsets = next(draws) if name == "mvae" else None

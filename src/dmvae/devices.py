@@ -33,3 +33,14 @@ def adam(params: Iterable[Tensor], **kwargs: Any) -> torch.optim.Adam:
     params = list(params)
     fused = bool(params) and all(p.device.type == "cuda" for p in params)
     return torch.optim.Adam(params, fused=fused or None, **kwargs)
+
+
+def to_device(host: Tensor, device: torch.device) -> Tensor:
+    """A host tensor on `device`, without making the host wait for the device: on CUDA it is
+    copied from pinned memory with a non-blocking copy (a plain `.to(device)` waits for all
+    queued kernels first)."""
+    if host.device == device:
+        return host
+    if device.type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device, non_blocking=True)

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dmvae.devices import to_device
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -148,7 +150,7 @@ def permute_batch(x: Tensor, generator: torch.Generator | None = None) -> Tensor
     an unpermuted partner (the density-ratio trick)."""
     device = generator.device if generator is not None else x.device
     perm = torch.randperm(x.shape[0], generator=generator, device=device)
-    return x[perm.to(x.device, non_blocking=True)]
+    return x[to_device(perm, x.device)]
 
 
 def permutation_within(rows: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
-from dmvae.devices import adam
+from dmvae.devices import adam, to_device
 from dmvae.distributed import gather_batch
 from dmvae.models.base import AuxiliaryUpdate, ContentSampler, MultimodalVAE, Style
 from dmvae.models.registry import ModelSpec, Preset, register_model
@@ -253,7 +253,7 @@ class DMVAE(MultimodalVAE):
         subset = torch.rand(num_modalities, device="cpu") < self.config.subset_prob
         if not subset.any():
             subset[torch.randint(num_modalities, (1,), device="cpu")] = True
-        return subset.to(device, non_blocking=True)
+        return to_device(subset, device)
 
     def _shared_term(
         self, enc: Mapping, names: Sequence[str], observed: Tensor

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
+from dmvae.devices import to_device
 from dmvae.models.base import AuxiliaryUpdate, GaussianPosteriorVAE
 from dmvae.models.registry import ModelSpec, Preset, register_model
 
@@ -78,7 +79,7 @@ class MVAE(GaussianPosteriorVAE):
         subsets = self.training_subsets()  # [T, M], on the host
         observed = batch.mask.T  # [M, B]
         t, m_count, b = subsets.shape[0], len(names), mu.shape[1]
-        masks = subsets.to(mu.device, non_blocking=True)[:, :, None] & observed[None]  # [T, M, B]
+        masks = to_device(subsets, mu.device)[:, :, None] & observed[None]  # [T, M, B]
         # One PoE over all terms at once: experts [M, T*B, D] with masks [M, T*B].
         joint_mu, joint_logvar = obj.product_of_experts(
             mu.repeat(1, t, 1),
@@ -93,7 +94,7 @@ class MVAE(GaussianPosteriorVAE):
         elbo = torch.zeros(t, b, device=mu.device)
         for k, m in enumerate(names):
             rows = subsets[:, k].nonzero().squeeze(1)  # terms reconstructing m, on the host
-            rows = rows.to(mu.device, non_blocking=True)
+            rows = to_device(rows, mu.device)
             loc = self.decoders[m](z[rows].reshape(-1, z.shape[-1]))
             target = batch.targets[m].repeat(len(rows), *[1] * (batch.targets[m].dim() - 1))
             lp = self.likelihoods[m].log_prob(target, loc).view(len(rows), b)

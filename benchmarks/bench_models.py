@@ -4,13 +4,14 @@ The floor of a model is the time of the bare forward and backward passes its obj
 the same networks and batch, with a trivial loss: for DMVAE the encoders, the decoders and the
 discriminators' passes (one training step of each D_m on joint + permuted samples, one pass
 with input gradients for the TC estimate); for MVAE one decode per ELBO term; for MoPoE one
-decode per modality; for MMVAE and MMVAE+ M x M x K decodes. Both sides include the Adam step. A ratio near 1 means the objective adds
-little beyond the networks' own compute. The model side is `dmvae.training.TrainStep`, the
-trainer's own step (the loss, the discriminators' updates, Adam with the preset's lr and
-amsgrad).
+decode per modality; for MMVAE and MMVAE+ M x M x K decodes. Both sides include the Adam
+step. A ratio near 1 means the objective adds little beyond the networks' own compute. The
+model side is `dmvae.training.TrainStep`, the trainer's own step (the loss, the
+discriminators' updates, Adam with the preset's lr and amsgrad). `--compile MODE` compiles the
+networks of both sides with `torch.compile`.
 
     python benchmarks/bench_models.py [--steps 5] [--threads 2] [--K 30] [--models dmvae mvae mmvae]
-        [--quick] [--device cuda]
+        [--quick] [--device cuda] [--compile MODE]
 """
 
 from __future__ import annotations
@@ -86,9 +87,21 @@ def floor_step(
     return step
 
 
-def bench(config: RunConfig, steps: int, device: str = "cpu") -> None:
+def compile_networks(model: MultimodalVAE, mode: str) -> None:
+    """`torch.compile` every encoder, decoder and auxiliary network in place (the objective's
+    own terms stay eager): whether it pays on a GPU is what `--compile` measures."""
+    nets = [*model.encoders.values(), *model.decoders.values()]
+    for aux in model.auxiliary_networks().values():  # DMVAE's: a ModuleDict of the D_m
+        nets += list(aux.values()) if isinstance(aux, torch.nn.ModuleDict) else [aux]
+    for net in nets:
+        net.compile(mode=mode)
+
+
+def bench(config: RunConfig, steps: int, device: str = "cpu", compile_mode: str = "") -> None:
     """Print samples/s of the training step (`TrainStep`) and of its floor on one batch."""
     model, step = build_trainer(config, device=device)
+    if compile_mode:
+        compile_networks(model, compile_mode)
     bs = config.train.batch_size
     batch = synthetic_batch(model.modalities, bs, device)
     floor = floor_step(model, batch, step.optimizers["main"])  # pins MVAE's subsets first
@@ -143,6 +156,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["dmvae", "mvae", "mmvae"])
     parser.add_argument("--quick", action="store_true", help="paired MNIST M = 2 only")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument(
+        "--compile",
+        default="",
+        metavar="MODE",
+        help="torch.compile the networks (default, reduce-overhead, max-autotune...)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {machine(args.device)}")
@@ -154,7 +173,7 @@ def main() -> None:
         for name in args.models:
             extra = {"model.K": args.K} if name == "mmvae" else {}
             config = RunConfig.preset(experiment, name, {**overrides, **extra})
-            bench(config, args.steps, args.device)
+            bench(config, args.steps, args.device, args.compile)
 
 
 if __name__ == "__main__":

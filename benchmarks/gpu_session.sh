@@ -3,13 +3,14 @@
 #
 #   bash benchmarks/gpu_session.sh steps   # sync check, steps against their floor, vs MultiVae
 #   bash benchmarks/gpu_session.sh grid    # the paired-MNIST paper grid, 12 cells at once
+#   bash benchmarks/gpu_session.sh compile # the steps with torch.compile'd networks, two modes
 #
 # Expects MNIST's raw files in .data/MNIST/raw and, for MultiVae, its wheels and the ones the
 # GPU image lacks in .whl (both git-ignored: name them in the device call's `carry`). Writes
 # each benchmark's output to $OUT (default /tmp/out). DEVICE=cpu runs the same on a CPU, with
 # SMALL=1 for a quick dry run of the script itself.
 set -euo pipefail
-stage=${1:?stage: steps or grid}
+stage=${1:?stage: steps, grid or compile}
 device=${DEVICE:-cuda}
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -39,8 +40,14 @@ case $stage in
     python3 grid_rate.py --device "$device" --window "$window" --warmup "$warmup" \
       --out /tmp/grid-rate | tee "$out/grid_rate.txt"
     ;;
+  compile)
+    for mode in default reduce-overhead; do
+      python3 bench_models.py --device "$device" --steps "$steps" --models dmvae mvae \
+        --compile "$mode" | tee "$out/bench_models_compile_$mode.txt"
+    done
+    ;;
   *)
-    echo "unknown stage $stage: steps or grid" >&2
+    echo "unknown stage $stage: steps, grid or compile" >&2
     exit 2
     ;;
 esac

@@ -163,3 +163,50 @@ def test_successor_models_train_in_sync_on_two_ranks(tmp_path, mnist_root, model
         assert torch.equal(value, two[1][name]), f"{name} differs across ranks"
     moved = [not torch.equal(v, two[0][k]) for k, v in _initial(run).items()]
     assert sum(moved) > len(moved) / 2
+
+
+def _nan_worker(rank, world, port, run, out):
+    """Rank 1's loss is NaN in its third step; each rank writes what stopped it."""
+    from dmvae.errors import TrainingDiverged
+    from dmvae.models.mvae import MVAE
+
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    real_loss, calls = MVAE.loss, {"n": 0}
+
+    def loss(self, *args, **kwargs):
+        calls["n"] += 1
+        terms = real_loss(self, *args, **kwargs)
+        if rank == 1 and calls["n"] == 3:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    MVAE.loss = loss
+    try:
+        train(RunConfig.from_dict(run))
+        message = "finished"
+    except TrainingDiverged as err:
+        message = str(err)
+    with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
+        f.write(message)
+
+
+def test_a_nan_on_one_rank_stops_every_rank_before_the_next_checkpoint(tmp_path, mnist_root):
+    """The non-finite record is reduced across ranks without waiting, so both ranks stop at
+    the same check, name the step where rank 1 went wrong, and keep rank 0's last good
+    checkpoint (rank 0's own loss turns NaN only a step later, through the averaged
+    gradients)."""
+    run = run_config(tmp_path, "mvae", 8)
+    run["train"].update(checkpoint_every=2, log_every=5)
+    mp.spawn(_nan_worker, args=(2, free_port(), run, str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        message = (tmp_path / f"rank{rank}.txt").read_text()
+        assert "at step 3;" in message, (rank, message)
+    info = ckpt.read_checkpoint(tmp_path / "run" / CHECKPOINT)[1]["info"]
+    assert info["step"] == 2

@@ -54,6 +54,7 @@ def main() -> None:
         for batch in train.batches(t.batch_size, generator=generator, drop_last=t.drop_last):
             train_step(batch, kl_anneal_weight(step, anneal))
             step += 1
+        train_step.check()  # a NaN stops the curve here, naming its step
         model.eval()
         probe, loo = content_scores(model, probe_train, test, mnist, generator)
         print(

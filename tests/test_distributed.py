@@ -30,7 +30,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank, world, port, run, out, deterministic, resume_to):
+def _join(rank: int, world: int, port: int) -> None:
+    """What torchrun would give rank `rank` of `world`, on one CPU thread."""
     os.environ.update(
         RANK=str(rank),
         WORLD_SIZE=str(world),
@@ -39,6 +40,10 @@ def _worker(rank, world, port, run, out, deterministic, resume_to):
         MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)
+
+
+def _worker(rank, world, port, run, out, deterministic, resume_to):
+    _join(rank, world, port)
     if deterministic:  # posterior means instead of samples: the objective has no randomness
         from dmvae import objectives
 
@@ -170,14 +175,7 @@ def _nan_worker(rank, world, port, run, out):
     from dmvae.errors import TrainingDiverged
     from dmvae.models.mvae import MVAE
 
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
-    torch.set_num_threads(1)
+    _join(rank, world, port)
     real_loss, calls = MVAE.loss, {"n": 0}
 
     def loss(self, *args, **kwargs):

@@ -193,6 +193,10 @@ def _nan_worker(rank, world, port, run, out):
         message = str(err)
     with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
         f.write(message)
+    # Leave together: a rank whose peer has already closed its gloo pairs can abort at exit
+    # (torchrun's agent, not the trainer, tears a failed group down in real runs).
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def test_a_nan_on_one_rank_stops_every_rank_before_the_next_checkpoint(tmp_path, mnist_root):

@@ -1,6 +1,6 @@
 """Training throughput of dmvae against MultiVae, side by side in one process.
 
-Both libraries train MVAE and MMVAE on the same networks (the paper's architectures; MultiVae
+Both libraries train MVAE, MMVAE and MoPoE on the same networks (the paper's architectures; MultiVae
 gets them wrapped as pythae encoders/decoders), the same batch size, Laplace likelihood and
 data: real paired MNIST with M = 2 and 5, and MNIST-SVHN shapes on synthetic tensors. MultiVae
 is fed by a DataLoader over its own data set and steps a plain Adam, as its trainer does; dmvae
@@ -11,7 +11,7 @@ objective, benchmarks/bench_models.py) is printed beside it.
 
     pip install -e ".[bench]"
     python benchmarks/vs_multivae.py [--steps 5] [--threads 2] [--quick]
-        [--models mvae mmvae] [--modalities 2 5] [--no-svhn] [--device cuda --block 20]
+        [--models mvae mmvae mopoe] [--modalities 2 5] [--no-svhn] [--device cuda --block 20]
 
 On a GPU, `--block` steps run back to back in each timed turn (a step is done when its kernels
 have run: each turn ends by waiting for the device), as they do in training.
@@ -65,8 +65,9 @@ def multivae_modules() -> tuple[type, type]:
 
 
 def build_multivae(config: RunConfig) -> nn.Module:
-    """MultiVae's MVAE or MMVAE on the networks `config` builds for our model (fresh copies)."""
-    from multivae.models import MMVAE, MVAE, MMVAEConfig, MVAEConfig
+    """MultiVae's MVAE, MMVAE or MoPoE on the networks `config` builds for our model (fresh
+    copies)."""
+    from multivae.models import MMVAE, MVAE, MMVAEConfig, MoPoE, MoPoEConfig, MVAEConfig
 
     Encoder, Decoder = multivae_modules()
     latent = config.model_config.latent_dim
@@ -82,6 +83,8 @@ def build_multivae(config: RunConfig) -> nn.Module:
     if config.model == "mvae":
         cfg = MVAEConfig(**common, k=1 if len(names) > 2 else 0, warmup=1)
         cls = MVAE
+    elif config.model == "mopoe":
+        cfg, cls = MoPoEConfig(**common, beta=config.model_config.beta), MoPoE
     else:
         cfg = MMVAEConfig(**common, K=config.model_config.K, loss="dreg_looser", learn_prior=True)
         cls = MMVAE
@@ -217,7 +220,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--quick", action="store_true", help="M = 2 and K = 1 only")
-    parser.add_argument("--models", nargs="+", default=["mvae", "mmvae"])
+    parser.add_argument("--models", nargs="+", default=["mvae", "mmvae", "mopoe"])
     parser.add_argument("--modalities", nargs="+", type=int, help="paired MNIST M (default 2 5)")
     parser.add_argument("--no-svhn", action="store_true", help="skip the MNIST-SVHN shapes")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
@@ -240,11 +243,9 @@ def main() -> None:
         else:
             data = synthetic_mnist_svhn().to(args.device)
         timing = (args.steps, args.block)
-        if "mvae" in args.models:
-            bench(experiment, "mvae", data, 1, *timing)
-        if "mmvae" in args.models:
-            for k in ks:
-                bench(experiment, "mmvae", data, k, *timing)
+        for name in args.models:
+            for k in ks if name == "mmvae" else (1,):
+                bench(experiment, name, data, k, *timing)
 
 
 if __name__ == "__main__":

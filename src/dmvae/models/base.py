@@ -203,8 +203,10 @@ class MultimodalVAE(nn.Module):
     def reconstruct(
         self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
     ) -> dict[str, Tensor]:
-        """Decoded means of every modality given the modalities in `subset`."""
-        return self.conditional_generate(inputs, self.modalities, subset, style="posterior")
+        """Decoded means of the modalities in `inputs` given those in `subset`, each with its
+        style from its own posterior (models with modality-specific latents)."""
+        targets = tuple(m for m in self.modalities if m in inputs)
+        return self.conditional_generate(inputs, targets, subset, style="posterior")
 
     def generate(
         self,

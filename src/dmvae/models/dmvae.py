@@ -403,13 +403,6 @@ class DMVAE(MultimodalVAE):
             out[t] = self.decoders[t](torch.cat([s, content], dim=-1))
         return out
 
-    def reconstruct(
-        self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
-    ) -> dict[str, Tensor]:
-        return self.conditional_generate(
-            inputs, tuple(m for m in self.modalities if m in inputs), subset, style="posterior"
-        )
-
 
 # The paper's settings (docs/protocol.md). Paired MNIST follows the released script
 # mmmnist/run_jobs (beta 10, lr 1e-3), not the paper's text (beta 100, lr 3e-3), under which

@@ -336,13 +336,6 @@ class MMVAEPlus(MultimodalVAE):
             out[t] = self.decoders[t](torch.cat([w, z], dim=-1))
         return out
 
-    def reconstruct(
-        self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
-    ) -> dict[str, Tensor]:
-        return self.conditional_generate(
-            inputs, tuple(m for m in self.modalities if m in inputs), subset, style="posterior"
-        )
-
 
 # Official PolyMNIST settings and our paired-MNIST choice (docs/protocol.md, "MMVAE+").
 register_model(

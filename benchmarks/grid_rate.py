@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from dmvae.data.batch import MultimodalData
 from dmvae.reproduce.cells import Cell, cell_config, grid
 from dmvae.reproduce.runner import cell_device
 from dmvae.training import train
@@ -100,15 +101,13 @@ def main() -> None:
     print("| model | M | steps/s | samples/s | paper budget (steps) | train time at that rate |")
     print("|---|---|---|---|---|---|")
     slowest = 0.0
-    sizes: dict[int, int] = {}
+    data: dict[int, MultimodalData] = {}
     for cell in cells:
         config = cell_config(cell, "paper", out, overrides("cpu", args.data_root))
         t = config.train
-        if cell.modalities not in sizes:
-            sizes[cell.modalities] = len(config.build_data("train", "cpu"))
-        per_epoch = sizes[cell.modalities] // t.batch_size if t.drop_last else None
-        per_epoch = per_epoch or -(-sizes[cell.modalities] // t.batch_size)
-        total = t.epochs * per_epoch
+        if cell.modalities not in data:
+            data[cell.modalities] = config.build_data("train", "cpu")
+        total = t.epochs * data[cell.modalities].num_batches(t.batch_size, t.drop_last)
         steps_per_s, _ = rate(cell.run_dir(out) / "log.jsonl", t.batch_size, args.warmup)
         seconds = total / steps_per_s
         slowest = max(slowest, seconds)

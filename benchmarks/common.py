@@ -20,6 +20,12 @@ from dmvae.models.base import MultimodalVAE
 from dmvae.training import TrainStep
 
 SHAPES = {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}
+# The benchmarks' data shapes: paired MNIST at both ends of the paper's M, and MNIST-SVHN.
+CASES = [
+    ("paired-mnist", {"data.modalities": 2}),
+    ("paired-mnist", {"data.modalities": 5}),
+    ("mnist-svhn", {}),
+]
 
 
 def build_trainer(

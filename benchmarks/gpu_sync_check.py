@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import build_trainer, describe, synthetic_batch
+from common import CASES, build_trainer, describe, synthetic_batch
 
 from dmvae.config import RunConfig
-
-CASES = [("paired-mnist", {"data.modalities": 2}), ("paired-mnist", {"data.modalities": 5})]
-CASES.append(("mnist-svhn", {}))
 
 
 def check(config: RunConfig, steps: int) -> str:

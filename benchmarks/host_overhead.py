@@ -18,14 +18,11 @@ import argparse
 from collections import Counter
 
 import torch
-from common import describe, synthetic_batch
+from common import CASES, describe, synthetic_batch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dmvae.config import RunConfig
 from dmvae.training import TrainStep
-
-CASES = [("paired-mnist", {"data.modalities": 2}), ("paired-mnist", {"data.modalities": 5})]
-CASES.append(("mnist-svhn", {}))
 
 
 class Count(TorchDispatchMode):

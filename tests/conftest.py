@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -46,7 +47,11 @@ def quick_classifiers(real_mnist):
     directory = user_cache_dir() / "classifiers"
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}  # from channels-last
-    save_file(state, str(directory / f"{clf.classifier_key('mnist')}.safetensors"))
+    info = {"info": json.dumps({"kind": "mnist", "test_accuracy": None, "seed": 0})}
+    key = clf.classifier_key(
+        "mnist", clf.data_digest((real_mnist[0], real_mnist[1]), real_mnist[2:])
+    )
+    save_file(state, str(directory / f"{key}.safetensors"), metadata=info)
     return model
 
 

@@ -24,8 +24,10 @@ from dmvae.evaluation.density import GMMSampler, em, training_embeddings
 from dmvae.evaluation.fid import (
     ClassifierFeatures,
     FeatureStats,
+    compute_statistics,
     frechet_distance,
     inception_weights,
+    real_statistics,
 )
 from dmvae.evaluation.latent import embeddings, latent_accuracy
 from dmvae.evaluation.report import (
@@ -315,22 +317,27 @@ def test_report_and_grid(tmp_path):
         assert im.size == (2 + 10 * (8 + 2), 2 + 4 * (8 + 2))
 
 
-def test_mnist_classifier_learns_and_round_trips(real_mnist, tmp_path):
+def test_mnist_classifier_learns_and_round_trips(real_mnist, mnist_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the data folder is read-only
+    with pytest.raises(DataError, match="dmvae classifiers train --dataset mnist"):
+        clf.load_classifier("mnist", mnist_root)
     x, y, xt, yt = real_mnist
     model = clf.train_classifier("mnist", x[:10000], y[:10000], epochs=3, progress=False)
     assert not model.training
     assert clf.accuracy(model, xt[:2000], yt[:2000]) > 0.9
-    path = clf.save_classifier(model, tmp_path, clf.classifier_key("mnist"), {"test_accuracy": 0.9})
-    loaded = clf.load_classifier("mnist", tmp_path)
+    key = clf.kind_key("mnist", mnist_root)
+    info = {"kind": "mnist", "test_accuracy": 0.9}
+    path = clf.save_classifier(model, clf.classifier_dirs(mnist_root), key, info)
+    loaded = clf.load_classifier("mnist", mnist_root)
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
+    assert clf.describe(loaded)["source"] == str(path)
+    assert clf.describe(loaded)["weights"] == clf.describe(model)["weights"]
     with torch.inference_mode():
         assert torch.equal(loaded(xt[:50].float() / 255), model(xt[:50].float() / 255))
     assert clf.classifier_features(loaded, xt[:5]).shape == (5, 50)
     path.write_bytes(b"broken")
     with pytest.raises(CheckpointError, match="corrupt"):
-        clf.load_classifier("mnist", tmp_path)
-    with pytest.raises(DataError, match="dmvae classifiers train --dataset svhn"):
-        clf.load_classifier("svhn", tmp_path)
+        clf.load_classifier("mnist", mnist_root)
 
 
 def test_svhn_classifier_trains_on_synthetic_digits():
@@ -495,7 +502,8 @@ def test_no_progress_reaches_the_classifiers_trained_on_first_use(tmp_path, monk
     data = experiment.data_config(root=str(tmp_path))
     found = experiment.classifiers(data, torch.device("cpu"), progress=False)
     assert set(found) == {"m0", "m1"} and found["m0"] is found["m1"]
-    assert (tmp_path / "dmvae_classifiers" / f"{clf.classifier_key('mnist')}.safetensors").exists()
+    key = clf.kind_key("mnist", tmp_path)
+    assert (tmp_path / "dmvae_classifiers" / f"{key}.safetensors").exists()
     assert progress_bars(capfd.readouterr().err) == []
 
     args = ["classifiers", "train", "--data-root", str(tmp_path), "--epochs", "1", "--force"]
@@ -647,3 +655,48 @@ def test_evaluations_merge_and_mark_results_of_an_older_checkpoint_stale(
     assert not any(p.get("stale") for p in last["provenance"].values())
     assert last["provenance"]["gmm"]["step"] == 8 and (run / "eval" / "gmm.npz").exists()
     assert "Stale" not in md.read_text() and "| joint | 8 | 0 |" in md.read_text()
+
+
+def test_cached_feature_statistics_follow_the_images_and_the_classifier(tmp_path):
+    """The same name, count and extractor kind with other images, or with another
+    classifier's weights, gives fresh statistics, never the cached ones (a class-specific
+    distance of 657 where fresh statistics gave 325 was the bug)."""
+    g = torch.Generator().manual_seed(0)
+    first = torch.randint(0, 256, (64, 1, 28, 28), generator=g, dtype=torch.uint8)
+    other = torch.randint(0, 128, (64, 1, 28, 28), generator=g, dtype=torch.uint8)
+    torch.manual_seed(0)
+    extractor = ClassifierFeatures(clf.MnistClassifier())
+    a = real_statistics(tmp_path, "mine-test-all-n64", extractor, first)
+    again = real_statistics(tmp_path, "mine-test-all-n64", extractor, first)
+    assert np.array_equal(a.mean, again.mean) and len(list(tmp_path.iterdir())) == 1
+    b = real_statistics(tmp_path, "mine-test-all-n64", extractor, other)
+    fresh = compute_statistics(extractor, other.float() / 255)
+    assert np.allclose(b.mean, fresh.mean) and not np.allclose(b.mean, a.mean)
+    retrained = ClassifierFeatures(clf.MnistClassifier())  # other weights, same kind and name
+    c = real_statistics(tmp_path, "mine-test-all-n64", retrained, first)
+    assert np.allclose(c.cov, compute_statistics(retrained, first.float() / 255).cov)
+    assert not np.allclose(c.cov, a.cov)
+
+
+def test_a_classifier_cached_for_other_data_is_not_reused(tmp_path, monkeypatch):
+    """Two MNIST-like data sets under the same classifier kind: each trains and finds its own
+    (the key holds a digest of the training and test images), wherever it is cached."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (200,), generator=g)
+    bright = (labels.view(-1, 1, 1, 1) * 25).expand(-1, 1, 28, 28).to(torch.uint8)
+    data = {"a": (bright, labels), "b": (255 - bright, labels)}
+    current = {"set": "a"}
+    monkeypatch.setattr(clf, "load_mnist", lambda root, train, download=False: data[current["set"]])
+    read_only = tmp_path / "ro"
+    read_only.mkdir(mode=0o555)  # both land in the one user cache
+    first = clf.load_classifier("mnist", read_only, train_if_missing=True, progress=False)
+    current["set"] = "b"
+    with pytest.raises(DataError, match="no trained mnist classifier"):
+        clf.load_classifier("mnist", read_only)
+    second = clf.load_classifier("mnist", read_only, train_if_missing=True, progress=False)
+    assert clf.describe(first)["source"] != clf.describe(second)["source"]
+    assert len(list((tmp_path / "cache" / "dmvae" / "classifiers").iterdir())) == 2
+    current["set"] = "a"
+    again = clf.load_classifier("mnist", read_only)
+    assert clf.describe(again)["weights"] == clf.describe(first)["weights"]

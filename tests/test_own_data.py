@@ -5,6 +5,7 @@ clear errors for data that do not fit."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -244,3 +245,204 @@ def test_a_run_killed_after_an_epoch_boundary_checkpoint_resumes_to_the_same_wei
     resumed = train(config, resume=True)
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+# ---------------------------------------------------------------- own data, first class
+READER = """
+import torch
+from torch import nn
+
+
+class CodeReader(nn.Module):
+    '''The code modality's classifier: its one-hot bits are the logits.'''
+
+    def forward(self, code):
+        return code[:, :4] * 10.0
+
+
+READER = CodeReader()
+"""
+
+
+def write_toy_folder(root, labels=True, n=(512, 128)):
+    """The bars of `toy_tensors` as a folder: image.npy, code.pt and labels.npy per split."""
+    for split, (size, seed) in zip(("train", "test"), zip(n, (0, 1), strict=True), strict=True):
+        tensors, y = toy_tensors(size, seed)
+        (root / split).mkdir(parents=True, exist_ok=True)
+        np.save(root / split / "image.npy", tensors["image"].numpy())
+        torch.save(tensors["code"], root / split / "code.pt")
+        if labels:
+            np.save(root / split / "labels.npy", y.numpy())
+    (root.parent / "reader.py").write_text(READER)
+    return root
+
+
+TOY_TRAIN = ["--max-steps", "40", "--batch-size", "64", "--no-progress"]
+TOY_TRAIN += ["--device", "cpu"]
+
+
+def test_the_folder_route_scores_coherence_with_the_users_and_the_builtin_classifier(
+    tmp_path, capsys, monkeypatch
+):
+    """Relative paths on the command line, then evaluation from another folder: the stored
+    path is absolute, and metrics.md names both classifiers."""
+    write_toy_folder(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    classifiers = json.dumps({"image": "cnn", "code": "reader.py:READER"})
+    args = ["train", "--experiment", "folder", "--model", "mvae", "--out", "run"]
+    args += ["--set", "data.path=data", "--set", f"data.classifiers={classifiers}", *TOY_TRAIN]
+    assert main(args) == 0, capsys.readouterr().err
+    data = json.loads((tmp_path / "run" / "config.json").read_text())["data"]
+    reader = f"{tmp_path / 'reader.py'}:READER"
+    assert data["path"] == str(tmp_path / "data") and data["classifiers"]["code"] == reader
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    evaluate = ["evaluate", str(tmp_path / "run"), "--metrics", "coherence", "--no-progress"]
+    assert main([*evaluate, "--device", "cpu", "--fid", "none"]) == 0
+    capsys.readouterr()
+    metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+    assert 0 <= metrics["coherence"]["image->code"] <= 1
+    used = metrics["provenance"]["coherence"]["classifiers"]
+    assert used["code"]["source"] == reader and used["code"]["accuracy_here"] == 1.0
+    assert used["image"]["kind"] == "image-data-image" and used["image"]["accuracy_here"] > 0.9
+    assert used["image"]["source"].startswith(str(tmp_path / "data" / "dmvae_classifiers"))
+    report = (tmp_path / "run" / "eval" / "metrics.md").read_text()
+    assert "Classifiers that scored coherence" in report and reader in report
+
+
+def test_a_classifier_typo_or_a_split_that_does_not_fit_stops_before_training(tmp_path, capsys):
+    data = write_toy_folder(tmp_path / "data")
+    base = ["train", "--experiment", "folder", "--model", "mvae", *TOY_TRAIN]
+    base += ["--set", f"data.path={data}"]
+    cases = [
+        ('data.classifiers={"imgae": "cnn"}', "data.classifiers name unknown modalities"),
+        ('data.classifiers={"code": "cnn"}', "needs uint8 images"),
+        ('data.classifiers={"image": "nomodule:X"}', "cannot import 'nomodule'"),
+        ('data.classifiers={"image": "resnet"}', "give 'package.module:attribute'"),
+    ]
+    for n, (setting, message) in enumerate(cases):
+        out = tmp_path / f"run{n}"
+        assert main([*base, "--set", setting, "--out", str(out)]) != 0
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not out.exists()
+    # test splits that do not fit the train split
+    breakages = {
+        "test split missing": (lambda: shutil.rmtree(data / "test"), "no folder"),
+        "a modality missing": (lambda: (data / "test" / "code.pt").unlink(), "same files"),
+        "another shape": (
+            lambda: np.save(data / "test" / "image.npy", np.zeros((128, 9, 9), np.uint8)),
+            "same shape and dtype",
+        ),
+        "labels on one side": (lambda: (data / "test" / "labels.npy").unlink(), "label both"),
+    }
+    for n, (what, (breaking, message)) in enumerate(breakages.items()):
+        write_toy_folder(tmp_path / "data")
+        breaking()
+        out = tmp_path / f"broken{n}"
+        assert main([*base, "--out", str(out)]) != 0, what
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (what, err)
+        assert not out.exists(), what
+
+
+def test_data_without_labels_skip_the_label_metrics_with_a_reason(tmp_path, capsys):
+    data = write_toy_folder(tmp_path / "data", labels=False)
+    out = tmp_path / "run"
+    args = ["train", "--experiment", "folder", "--model", "mvae", *TOY_TRAIN]
+    assert main([*args, "--set", f"data.path={data}", "--out", str(out)]) == 0
+    summary = ["data", "summary", "--experiment", "folder", "--set", f"data.path={data}"]
+    assert main(summary) == 0
+    assert "not checkable (one label per row)" in capsys.readouterr().out
+    evaluate = ["evaluate", str(out), "--fid", "classifier", "--no-progress", "--device", "cpu"]
+    assert main(evaluate) == 0
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert "no labels" in metrics["skipped"]["latent"]
+    assert "latent" not in metrics and (out / "eval" / "gmm.npz").exists()
+
+
+def test_a_run_trained_from_python_is_evaluated_by_naming_its_experiment(
+    tmp_path, toy_experiment, capsys, monkeypatch
+):
+    config = RunConfig.preset("toy-bars", "mvae", {"out": str(tmp_path / "run"), "max_steps": 4})
+    train(config.override({"batch_size": 64, "progress": False}))
+    EXPERIMENTS.pop("toy-bars")  # a new process: the name is not registered there
+    try:
+        evaluate = ["evaluate", str(tmp_path / "run"), "--metrics", "latent", "--no-progress"]
+        assert main(evaluate) != 0
+        assert "--experiment package.module:ATTRIBUTE" in capsys.readouterr().err
+        (tmp_path / "toys.py").write_text(
+            "import torch\n"
+            "from dmvae.data import MultimodalData\n"
+            "from dmvae.experiments import TensorExperiment\n"
+            f"from {__name__} import toy_tensors\n"
+            "train = MultimodalData.from_tensors(*toy_tensors(512, 0))\n"
+            "test = MultimodalData.from_tensors(*toy_tensors(128, 1))\n"
+            "EXP = TensorExperiment('toy-bars', train, test, likelihoods={'code': 'bernoulli'})\n"
+        )
+        monkeypatch.syspath_prepend(str(tmp_path))
+        assert main([*evaluate, "--experiment", f"{tmp_path / 'toys.py'}:EXP"]) == 0
+        metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+        assert metrics["latent"]["all"] > 0.5
+    finally:
+        EXPERIMENTS["toy-bars"] = toy_experiment
+
+
+def test_a_moved_folder_is_found_with_data_root_and_classifiers_can_be_added_later(
+    tmp_path, capsys
+):
+    data = write_toy_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    args = ["train", "--experiment", "folder", "--model", "mvae", *TOY_TRAIN]
+    assert main([*args, "--set", f"data.path={data}", "--out", str(out)]) == 0
+    data.rename(tmp_path / "moved")
+    evaluate = ["evaluate", str(out), "--metrics", "coherence", "--no-progress", "--fid", "none"]
+    assert main(evaluate) != 0
+    assert "no folder" in capsys.readouterr().err
+    moved = ["--data-root", str(tmp_path / "moved")]
+    assert main([*evaluate, *moved]) == 0
+    assert (
+        "no classifier for"
+        in json.loads((out / "eval" / "metrics.json").read_text())["skipped"]["coherence"]
+    )
+    later = ["--set", 'data.classifiers={"image": "cnn", "code": "cnn"}']
+    assert main([*evaluate, *moved, *later]) != 0
+    assert "needs uint8 images" in capsys.readouterr().err
+    reader = f"{tmp_path / 'reader.py'}:READER"
+    later = ["--set", json.dumps({"image": "cnn", "code": reader}).join(["data.classifiers=", ""])]
+    assert main([*evaluate, *moved, *later]) == 0
+    assert "coherence" in json.loads((out / "eval" / "metrics.json").read_text())
+    assert main([*evaluate, "--set", "data.likelihoods={}"]) != 0
+    assert "change what the run was trained on" in capsys.readouterr().err
+
+
+def test_float_images_in_0_255_get_a_hint():
+    with pytest.warns(UserWarning, match="give them as uint8"):
+        MultimodalData.from_tensors({"image": torch.randint(0, 256, (8, 1, 4, 4)).float()})
+
+
+def test_changed_test_data_under_the_same_name_give_fresh_distances(tmp_path, capsys):
+    """The FID reference statistics are cached beside the data; new test images under the same
+    folder and experiment name must give the numbers a fresh cache gives."""
+    data = write_toy_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    classifiers = 'data.classifiers={"image": "cnn"}'
+    args = ["train", "--experiment", "folder", "--model", "mvae", *TOY_TRAIN, "--out", str(out)]
+    assert main([*args, "--set", f"data.path={data}", "--set", classifiers]) == 0
+    evaluate = ["evaluate", str(out), "--metrics", "fid", "--fid", "classifier", "--no-progress"]
+    evaluate += ["--num-samples", "64", "--device", "cpu"]
+
+    def distances() -> dict:
+        assert main(evaluate) == 0, capsys.readouterr().err
+        return json.loads((out / "eval" / "metrics.json").read_text())["fid"]
+
+    before = distances()
+    images = np.load(data / "test" / "image.npy")
+    np.save(data / "test" / "image.npy", (images // 2 + np.uint8(40)).astype(np.uint8))
+    changed = distances()
+    shutil.rmtree(data / "dmvae_stats")
+    fresh = distances()
+    assert changed == fresh
+    key = "class_conditional_leave_one_out_mean"
+    assert changed[key] != pytest.approx(before[key])

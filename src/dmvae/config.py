@@ -48,6 +48,11 @@ RESUMABLE = (
 )
 
 
+# Data settings that say where the data are and how they are scored, not what is trained on:
+# a resumed run may change them, and `dmvae evaluate` may override them.
+LOCATION = ("root", "download", "path", "classifiers")
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """How a run trains. `anneal_epochs`: linear KL warm-up; `likelihood_scale`: the Laplace
@@ -114,12 +119,13 @@ class RunConfig:
         then `overrides` ("train.lr": 1e-3, "model.gamma": 10, ...)."""
         exp, spec = get_experiment(experiment), get_model(model)
         preset, given = spec.preset(exp.name), group(overrides or {})
+        train = {**exp.train_defaults, **preset.train, **given["train"]}
         return cls(
             experiment=experiment,
             model=model,
             model_config=settings.build(spec.config, {**preset.model, **given["model"]}, "model"),
             data=settings.build(exp.data_config, given["data"], "data"),
-            train=settings.build(TrainSettings, {**preset.train, **given["train"]}, "train"),
+            train=settings.build(TrainSettings, train, "train"),
         )
 
     def override(self, values: Mapping[str, Any]) -> RunConfig:
@@ -211,13 +217,27 @@ class RunConfig:
         """The run's train or test split, on `device` (a `MultimodalData`)."""
         return get_experiment(self.experiment).load(self.data, split, device)
 
+    def check(self) -> None:
+        """The experiment's checks of the data settings (`Experiment.check`), before training."""
+        get_experiment(self.experiment).check(self.data)
+
     def identity(self) -> dict[str, Any]:
         """What must match for a checkpoint to be resumed: the settings that change training
         (all but `RESUMABLE` ones and where the data are read from)."""
         d = self.to_dict()
         d["train"] = {k: v for k, v in d["train"].items() if k not in RESUMABLE}
-        d["data"] = {k: v for k, v in d["data"].items() if k not in ("root", "download")}
+        d["data"] = {k: v for k, v in d["data"].items() if k not in LOCATION}
         return d
+
+
+def data_folder_key(experiment: str) -> str:
+    """The data setting that names an experiment's data folder ("root", or the folder
+    experiment's "path"), which `--data-root` sets."""
+    fields = settings.field_types(get_experiment(experiment).data_config)
+    key = next((k for k in ("root", "path") if k in fields), None)
+    if key is None:
+        raise ConfigError(f"--data-root: experiment {experiment!r} reads no data folder; drop it")
+    return key
 
 
 def group(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--dataset",
-        choices=tuple(clf.ARCHITECTURES),
+        choices=clf.BENCHMARKS,
         default="mnist",
         help="the classifier to train: MNIST's LeNet, SVHN's CNN, or MoPoE's PolyMNIST CNN (one "
         "per modality of DATA_ROOT/MMNIST, keyed by a fingerprint of its images) "
@@ -86,7 +86,9 @@ def train_one(args: argparse.Namespace, kind: str, root: Path) -> None:
     from dmvae.devices import resolve_device
     from dmvae.evaluation import classifiers as clf
 
-    existing = clf.find_classifier(root, clf.classifier_key(kind, args.seed))
+    existing = clf.find_classifier(
+        clf.classifier_dirs(root), clf.kind_key(kind, root, args.seed, args.download)
+    )
     if existing and not args.force:
         info = clf.read_info(existing)
         print(

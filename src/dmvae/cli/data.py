@@ -134,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "summary":
             balance = " ".join(f"{d}:{n}" for d, n in enumerate(info["per_class"]))
             print(f"    per class   {balance}")
-            print(f"    labels agree across modalities: {'yes' if info['labels_agree'] else 'NO'}")
+            agree = {True: "yes", False: "NO", None: "not checkable (one label per row)"}
+            print(f"    labels agree across modalities: {agree[info['labels_agree']]}")
             print(f"    memory      {info['memory_mb']:.1f} MB (banks + int64 indices)")
-        if not info["labels_agree"]:
+        if info["labels_agree"] is False:
             return 1
     return 0

@@ -77,7 +77,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="test samples per batch when scoring coherence (default: %(default)s)",
     )
     options.add_device(p, "auto")
-    options.add_data_root(p, "the folder the run was trained on")
+    options.add_data_root(p, "the folder the run was trained on; the folder experiment's data.path")
+    p.add_argument(
+        "--experiment",
+        metavar="NAME",
+        help="the experiment object of a run trained from Python on an experiment registered "
+        "there, as 'package.module:attribute' or 'file.py:attribute' (default: the name in "
+        "config.json)",
+    )
+    options.add_set(
+        p,
+        "override where the data are and how they are scored, e.g. --set "
+        '\'data.classifiers={"image": "cnn"}\' or --set data.path=DIR; repeatable '
+        "(default: the run's config.json)",
+    )
     p.add_argument(
         "--seed",
         type=int,
@@ -93,10 +106,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from dmvae.config import split_key
     from dmvae.devices import resolve_device
+    from dmvae.errors import ConfigError
     from dmvae.evaluation.suite import EvalSettings, evaluate_run
+    from dmvae.settings import parse_assignments
 
+    data = {}
+    for key, value in parse_assignments(args.set).items():
+        section, name = split_key(key) if "." in key else ("?", key)
+        if section != "data":
+            raise ConfigError(
+                f"--set {key}: evaluation takes data settings only (data.path, data.root, "
+                "data.classifiers); training settings are fixed by the run"
+            )
+        data[name] = value
     settings = EvalSettings(
+        experiment=args.experiment,
+        data=data,
         metrics=args.metrics,
         num_samples=args.num_samples,
         fid_features=args.fid,

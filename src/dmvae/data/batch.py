@@ -7,6 +7,7 @@ training loop never runs per-sample Python and needs no DataLoader workers.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -86,7 +87,10 @@ def make_batch(
 class MultimodalData:
     """A paired multimodal data set held as tensors on one device.
 
-    `bank_labels[m]` (optional) labels every image of bank m, so pairings can be checked.
+    `bank_labels[m]` (optional) labels every image of bank m independently of the pairing, so
+    pairings can be checked (`dmvae data summary`); data given row by row (`from_tensors`) have
+    one label per row and nothing to check. `labelled` is False when no labels were given
+    (every label is then 0, and the metrics that score labels are skipped).
 
     Each modality has a bank `images[m]` ([N_m, ...]) and an index `index[m]` ([N] int64) into
     it; sample i is `(images[m][index[m][i]] for m)` with label `labels[i]`. A uint8 bank holds
@@ -104,6 +108,7 @@ class MultimodalData:
         labels: Tensor,
         noise_std: Mapping[str, float] | None = None,
         bank_labels: Mapping[str, Tensor] | None = None,
+        labelled: bool = True,
     ) -> None:
         if set(images) != set(index):
             raise ValueError(
@@ -126,6 +131,7 @@ class MultimodalData:
         self.labels = labels.long()
         self.noise_std = {m: float((noise_std or {}).get(m, 0.0)) for m in self.modalities}
         self.bank_labels = dict(bank_labels or {})
+        self.labelled = labelled
 
     @classmethod
     def from_tensors(
@@ -145,6 +151,7 @@ class MultimodalData:
         if len(set(sizes.values())) != 1:
             raise ValueError(f"every modality and the labels need the same number of rows: {sizes}")
         n = next(iter(sizes.values()))
+        labelled = labels is not None
         if labels is None:
             labels = torch.zeros(n, dtype=torch.long)
         elif labels.dim() != 1 or labels.is_floating_point():
@@ -156,8 +163,10 @@ class MultimodalData:
             m: t[:, None] if t.dtype == torch.uint8 and t.dim() == 3 else t
             for m, t in tensors.items()
         }
+        for m, t in banks.items():
+            _hint_float_images(m, t)
         index = {m: torch.arange(n, device=labels.device) for m in tensors}
-        return cls(banks, index, labels, noise_std, {m: labels for m in tensors})
+        return cls(banks, index, labels, noise_std, labelled=labelled)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -174,6 +183,13 @@ class MultimodalData:
     def shape(self, modality: str) -> tuple[int, ...]:
         return tuple(self.images[modality].shape[1:])
 
+    def labelled_images(self, modality: str) -> tuple[Tensor, Tensor]:
+        """A modality's distinct samples and their labels: the bank and its labels where
+        the data have them, else the samples row by row."""
+        if modality in self.bank_labels:
+            return self.images[modality], self.bank_labels[modality]
+        return self.images[modality][self.index[modality]], self.labels
+
     def to(self, device: torch.device | str) -> MultimodalData:
         """A copy on `device`; banks shared between modalities are moved once and stay shared."""
         moved: dict[int, Tensor] = {}
@@ -189,6 +205,7 @@ class MultimodalData:
             self.labels.to(device),
             self.noise_std,
             {m: move(v) for m, v in self.bank_labels.items()},
+            self.labelled,
         )
 
     def subset(self, rows: Tensor) -> MultimodalData:
@@ -200,6 +217,7 @@ class MultimodalData:
             self.labels[rows],
             self.noise_std,
             self.bank_labels,
+            self.labelled,
         )
 
     def random_subset(self, n: int | None, seed: int = 0) -> MultimodalData:
@@ -220,6 +238,7 @@ class MultimodalData:
             self.labels,
             {m: self.noise_std[m] for m in modalities},
             {m: v for m, v in self.bank_labels.items() if m in modalities},
+            self.labelled,
         )
 
     def nbytes(self) -> int:
@@ -271,3 +290,20 @@ class MultimodalData:
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         return len(self) // batch_size if drop_last else -(-len(self) // batch_size)
+
+
+def _hint_float_images(name: str, tensor: Tensor) -> None:
+    """Warn when a floating-point modality looks like images in 0-255: it would be used as it
+    is (no [0, 1] scaling, no FID or grids), which is rarely what was meant."""
+    if not tensor.is_floating_point() or tensor.dim() not in (3, 4) or tensor.numel() == 0:
+        return
+    sample = tensor[:256]
+    if sample.max() > 1.5 and sample.min() >= 0 and bool((sample == sample.round()).all()):
+        warnings.warn(
+            f"modality {name!r} is a float tensor of whole numbers in 0-{sample.max():.0f}: "
+            "if these are images, give them as uint8 (e.g. x.round().to(torch.uint8)) so that "
+            "they are scaled to [0, 1] and scored as images; float modalities are used as they "
+            "are",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -102,11 +102,13 @@ def load_paired_mnist(
 
 
 def summary(data: MultimodalData) -> dict:
-    """Counts, per-class balance, label agreement across modalities and memory footprint."""
-    agree = all(
-        bool(torch.equal(data.bank_labels[m][data.index[m]], data.labels))
-        for m in data.modalities
-        if m in data.bank_labels
+    """Counts, per-class balance, label agreement across modalities (None where the data have
+    one label per row and no per-image labels to check the pairing against) and memory."""
+    checked = [m for m in data.modalities if m in data.bank_labels]
+    agree = (
+        all(bool(torch.equal(data.bank_labels[m][data.index[m]], data.labels)) for m in checked)
+        if checked
+        else None
     )
     per_class = torch.bincount(data.labels.cpu(), minlength=10).tolist()
     return {

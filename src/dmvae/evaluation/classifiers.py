@@ -1,6 +1,9 @@
-"""Digit classifiers that score generated images (coherence) and give features for a quick
-Frechet distance. They are trained by the project on the training sets, cached as safetensors
-next to the data, and always used in eval mode (the original release scored in train mode).
+"""Classifiers that score generated images (coherence) and give features for a quick Frechet
+distance: the benchmarks' digit classifiers, and a small CNN for an image modality of your own
+data. They are trained by the project on the training split, cached as safetensors next to the
+data under a key that holds a digest of the images and labels they were trained on (another
+data set under the same name trains its own), and always used in eval mode (the original
+release scored in train mode). `describe` says which classifier scored a number.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ from dmvae.data.pairing import _writable
 from dmvae.data.sources import load_mnist, load_svhn, user_cache_dir
 from dmvae.errors import CheckpointError, DataError
 from dmvae.files import atomic_path
+from dmvae.fingerprints import module_digest, tensor_digest
 
-VERSION = 1
+VERSION = 2  # 2: keys carry a digest of the training data
 DEFAULTS = {
     "mnist": {"epochs": 10, "lr": 3e-3},
     "svhn": {"epochs": 15, "lr": 1e-3},
     "polymnist": {"epochs": 10, "lr": 3e-3, "shift": 0},
+    "image": {"epochs": 10, "lr": 1e-3, "shift": 0},  # where a thing is may be its class
 }
+BENCHMARKS = ("mnist", "svhn", "polymnist")  # the kinds `dmvae classifiers train` knows
 MAX_SHIFT = 2  # pixels of random translation while training: cheap, and worth ~0.5 % on MNIST
 
 
@@ -111,7 +117,43 @@ class PolyMNISTClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-ARCHITECTURES = {"mnist": MnistClassifier, "svhn": SvhnClassifier, "polymnist": PolyMNISTClassifier}
+class ImageClassifier(nn.Module):
+    """The small CNN for an image modality of your own data, any size and channel count:
+    conv 32-64-128 (k3, ReLU, two 2x max-pools), global average pool, fc 128, then logits."""
+
+    feature_dim = 128
+
+    def __init__(self, channels: int = 1, classes: int = 10) -> None:
+        super().__init__()
+        self.features_net = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(64, 128, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(128, 128),
+            nn.ReLU(),
+        )
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(128, classes))
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.features_net(x.contiguous(memory_format=torch.channels_last))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "mnist": MnistClassifier,
+    "svhn": SvhnClassifier,
+    "polymnist": PolyMNISTClassifier,
+    "image": ImageClassifier,
+}
 
 
 def architecture(kind: str) -> str:
@@ -188,14 +230,16 @@ def train_classifier(
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    shape: dict[str, int] | None = None,
 ) -> nn.Module:
-    """Train a digit classifier on uint8 (or [0, 1] float) images; returned in eval mode."""
+    """Train a classifier on uint8 (or [0, 1] float) images; returned in eval mode. `shape`:
+    the architecture's arguments (`ImageClassifier`'s channels and classes)."""
     _check_kind(kind)
     defaults = DEFAULTS[architecture(kind)]
     epochs = epochs or defaults["epochs"]
     shift = defaults.get("shift", MAX_SHIFT)
     torch.manual_seed(seed)
-    model = ARCHITECTURES[architecture(kind)]().to(device)
+    model = ARCHITECTURES[architecture(kind)](**(shape or {})).to(device)
     images, labels = images.to(device), labels.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr or defaults["lr"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * -(-len(images) // batch_size))
@@ -241,26 +285,38 @@ def classifier_features(model: nn.Module, x: Tensor) -> Tensor:
     return model.features(_as_float(x).clamp(0, 1))
 
 
-def classifier_key(kind: str, seed: int = 0) -> str:
-    """File stem of a cached classifier: architecture version and seed (epochs are metadata)."""
-    return f"{kind}-v{VERSION}-s{seed}"
+def classifier_key(kind: str, digest: str, seed: int = 0) -> str:
+    """File stem of a cached classifier: kind, architecture version, seed and the digest of
+    the data it was trained and scored on (`data_digest`; epochs are metadata)."""
+    return f"{kind}-v{VERSION}-s{seed}-d{digest}"
 
 
-def classifier_dirs(root: str | Path) -> list[Path]:
-    return [Path(root) / "dmvae_classifiers", user_cache_dir() / "classifiers"]
+def data_digest(train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor]) -> str:
+    """Digest of a classifier's training and test images and labels."""
+    return tensor_digest(*train, *test)
 
 
-def find_classifier(root: str | Path, key: str) -> Path | None:
-    for d in classifier_dirs(root):
-        path = d / f"{key}.safetensors"
-        if path.exists():
-            return path
-    return None
+def kind_key(kind: str, root: str | Path, seed: int = 0, download: bool = False) -> str:
+    """The cache key of a benchmark classifier kind on the data under `root`."""
+    return classifier_key(kind, data_digest(*training_sets(kind, root, download)), seed)
 
 
-def save_classifier(model: nn.Module, root: str | Path, key: str, info: dict) -> Path:
-    """Write to the data root (or the user cache if it is read-only), atomically."""
-    directory = next(d for d in classifier_dirs(root) if _writable(d))
+def classifier_dirs(root: str | Path | None = None) -> list[Path]:
+    """Where classifiers are cached: beside the data (when there is a data folder), then the
+    user cache."""
+    beside = [Path(root) / "dmvae_classifiers"] if root is not None else []
+    return [*beside, user_cache_dir() / "classifiers"]
+
+
+def find_classifier(directories: list[Path], key: str) -> Path | None:
+    """The cached classifier `key` in the first of `directories` that has it."""
+    return next((p for d in directories if (p := d / f"{key}.safetensors").exists()), None)
+
+
+def save_classifier(model: nn.Module, directories: list[Path], key: str, info: dict) -> Path:
+    """Write to the first writable of `directories` (the data root, then the user cache),
+    atomically."""
+    directory = next(d for d in directories if _writable(d))
     path = directory / f"{key}.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
@@ -283,28 +339,56 @@ def load_classifier(
     seed: int = 0,
     progress: bool = True,
 ) -> nn.Module:
-    """The cached classifier in eval mode with frozen weights; trains it first if asked to
-    (`progress`: with a progress bar)."""
+    """The cached classifier of `kind` for the data under `root`, in eval mode with frozen
+    weights; trains it first if asked to (`progress`: with a progress bar)."""
     _check_kind(kind)
-    key = classifier_key(kind, seed)
-    path = find_classifier(root, key)
+    key = kind_key(kind, root, seed)
+    path = find_classifier(classifier_dirs(root), key)
     if path is None:
         if not train_if_missing:
             raise DataError(
-                f"no trained {kind} classifier in {classifier_dirs(root)[0]} or the user cache; "
-                f"run `dmvae classifiers train --dataset {architecture(kind)}` first"
+                f"no trained {kind} classifier for the data in {root} (in "
+                f"{classifier_dirs(root)[0]} or the user cache); run `dmvae classifiers train "
+                f"--dataset {architecture(kind)}` first"
             )
         path = train_and_cache(kind, root, device=device, seed=seed, progress=progress)[0]
-    model = ARCHITECTURES[architecture(kind)]()
+    return read_classifier(
+        path, device, fix=f"dmvae classifiers train --dataset {architecture(kind)}"
+    )
+
+
+def read_classifier(path: Path, device: torch.device | str = "cpu", fix: str = "") -> nn.Module:
+    """A cached classifier file, in eval mode with frozen weights, carrying its `provenance`
+    (what `describe` reports)."""
     try:
+        info = read_info(path)
+        model = ARCHITECTURES[architecture(info.get("kind", path.name))](**info.get("shape", {}))
         model.load_state_dict(load_file(str(path)))
-    except (SafetensorError, OSError, RuntimeError) as err:
+    except (SafetensorError, OSError, RuntimeError, KeyError, TypeError) as err:
         raise CheckpointError(
-            f"classifier file {path} is corrupt ({err}); delete it and run "
-            f"`dmvae classifiers train --dataset {architecture(kind)}`"
+            f"classifier file {path} is corrupt ({err}); delete it"
+            + (f" and run `{fix}`" if fix else " to retrain it")
         ) from err
     model.requires_grad_(False)
+    model.provenance = {
+        "kind": info.get("kind"),
+        "source": str(path),
+        "test_accuracy": info.get("test_accuracy"),
+        "seed": info.get("seed"),
+        "epochs": info.get("epochs"),
+    }
     return _for_inference(model.to(device))
+
+
+def describe(model: nn.Module, source: str = "given by the experiment") -> dict:
+    """Which classifier this is: the library's (kind, file, test accuracy when trained) or the
+    user's (`source`), with a digest of its weights."""
+    info = dict(
+        getattr(model, "provenance", None) or {"kind": type(model).__name__, "source": source}
+    )
+    params = list(model.parameters()) + list(model.buffers())
+    info["weights"] = module_digest(model) if params else "none"
+    return info
 
 
 def train_and_cache(
@@ -317,12 +401,42 @@ def train_and_cache(
     download: bool = False,
     progress: bool = True,
 ) -> tuple[Path, dict]:
-    """Train on the training set, score on the test set, and cache with the score."""
+    """Train a benchmark classifier on its training set, score it on the test set, and cache
+    it with the score."""
     _check_kind(kind)
-    (x, y), (xt, yt) = training_sets(kind, root, download)
+    train, test = training_sets(kind, root, download)
+    return fit_and_cache(
+        kind,
+        train,
+        test,
+        classifier_dirs(root),
+        seed=seed,
+        epochs=epochs,
+        device=device,
+        progress=progress,
+    )
+
+
+def fit_and_cache(
+    kind: str,
+    train: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor],
+    directories: list[Path],
+    *,
+    seed: int = 0,
+    epochs: int | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    shape: dict[str, int] | None = None,
+) -> tuple[Path, dict]:
+    """Train on `train`, score on `test`, and save to the first writable of `directories`
+    under the key of this data (`classifier_key`)."""
     start = time.perf_counter()
-    model = train_classifier(kind, x, y, epochs=epochs, seed=seed, device=device, progress=progress)
-    acc = accuracy(model, xt.to(device), yt)
+    x, y = train
+    model = train_classifier(
+        kind, x, y, epochs=epochs, seed=seed, device=device, progress=progress, shape=shape
+    )
+    acc = accuracy(model, test[0].to(device), test[1])
     info = {
         "kind": kind,
         "test_accuracy": acc,
@@ -330,6 +444,48 @@ def train_and_cache(
         "seed": seed,
         "version": VERSION,
         "train_seconds": round(time.perf_counter() - start, 1),
+        "shape": shape or {},
     }
-    key = classifier_key(kind, seed)
-    return save_classifier(model, root, key, info), info
+    key = classifier_key(kind, data_digest(train, test), seed)
+    return save_classifier(model, directories, key, info), info
+
+
+def own_image_classifier(
+    name: str,
+    train: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor],
+    directories: list[Path],
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+) -> nn.Module:
+    """The library's small CNN (`ImageClassifier`) for an image modality of your own data with
+    labels: trained on the train split on first use and cached by a digest of the data, like
+    the digit classifiers. `name` goes into the cache key (e.g. the modality's)."""
+    images, labels = train
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise DataError(f"the built-in classifier {name!r} needs uint8 images [N, C, H, W]")
+    classes = int(max(labels.max().item(), test[1].max().item())) + 1
+    if labels.unique().numel() < 2:
+        raise DataError(
+            f"the built-in classifier {name!r} needs labels with at least two classes; give "
+            "labels.npy (or labels in from_tensors)"
+        )
+    kind = f"image-{name}"
+    key = classifier_key(kind, data_digest(train, test), seed)
+    path = next(
+        (d / f"{key}.safetensors" for d in directories if (d / f"{key}.safetensors").exists()), None
+    )
+    if path is None:
+        shape = {"channels": int(images.shape[1]), "classes": classes}
+        path, _ = fit_and_cache(
+            kind,
+            train,
+            test,
+            directories,
+            seed=seed,
+            device=device,
+            progress=progress,
+            shape=shape,
+        )
+    return read_classifier(path, device)

@@ -14,7 +14,6 @@ from torch import nn
 
 from dmvae.data.batch import MultimodalData
 from dmvae.data.sources import user_cache_dir
-from dmvae.errors import ConfigError
 from dmvae.evaluation.density import GMMSampler
 from dmvae.evaluation.report import summary_table
 from dmvae.models.base import MultimodalVAE
@@ -53,10 +52,28 @@ class EvalContext:
     step: int | None = None
     gmm: GMMSampler | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    _classifier_info: dict[str, dict] | None = None
 
     @property
     def gmm_path(self) -> Path:
         return self.out_dir / "gmm.npz"
+
+    def classifier_info(self) -> dict[str, dict]:
+        """Per modality, which classifier scores it (`classifiers.describe`: kind, source,
+        accuracy when it was trained, weights digest) and its accuracy on this evaluation's
+        test samples, the provenance of every coherence and classifier-feature distance."""
+        if self._classifier_info is None:
+            from dmvae.evaluation.classifiers import accuracy, describe
+
+            source = f"given by experiment {self.config.experiment!r}"
+            self._classifier_info = {}
+            for m, classifier in self.classifiers.items():
+                info = describe(classifier, source)
+                if self.test.labelled:
+                    real = self.test.images[m][self.test.index[m]]
+                    info["accuracy_here"] = accuracy(classifier, real, self.test.labels)
+                self._classifier_info[m] = info
+        return self._classifier_info
 
     def saved_gmm(self) -> GMMSampler | None:
         """The GMM fitted in this evaluation, else the one an earlier evaluation saved, else
@@ -69,18 +86,19 @@ class EvalContext:
 def build_context(
     run_dir: str | Path, settings: EvalSettings, device: torch.device | str = "cpu"
 ) -> EvalContext:
-    """Load the run, its train and (subsampled) test data and the classifiers its experiment
-    has (none for data without them: the metrics that need them are then skipped)."""
+    """Load the run (with the settings' experiment and data overrides), its train and
+    (subsampled) test data and the classifiers its experiment has (none for data without them:
+    the metrics that need them are then skipped)."""
     from dmvae.checkpoints import read_metadata
     from dmvae.experiments import get_experiment
     from dmvae.training import CHECKPOINT, load_run
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
-    model, config = load_run(run_dir, device)
+    model, config = load_run(
+        run_dir, device, settings.experiment, settings.data, settings.data_root
+    )
     step = int(read_metadata(run_dir / CHECKPOINT)["info"]["step"])
-    if settings.data_root:
-        config = with_data_root(config, settings.data_root)
     device = next(model.parameters()).device
     experiment = get_experiment(config.experiment)
     out_dir = run_dir / "eval"
@@ -104,12 +122,3 @@ def build_context(
         step=step,
         timings={"load": round(time.perf_counter() - start, 2)},
     )
-
-
-def with_data_root(config: RunConfig, root: str) -> RunConfig:
-    """The run's config reading its data from `root` (`--data-root`)."""
-    if not hasattr(config.data, "root"):
-        raise ConfigError(
-            f"--data-root: experiment {config.experiment!r} reads no data folder; drop it"
-        )
-    return config.override({"data.root": root})

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from dmvae.errors import DmvaeError
 from dmvae.files import atomic_path
+from dmvae.fingerprints import module_digest, tensor_digest
 
 
 def frechet_distance(
@@ -98,10 +99,13 @@ class InceptionFeatures:
     name = "inception"
 
     def __init__(self, device: torch.device | str = "cpu", batch_size: int = 64) -> None:
+        weights = inception_weights()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            self.net = torch.jit.load(str(inception_weights()), map_location=device).eval()
+            self.net = torch.jit.load(str(weights), map_location=device).eval()
         self.device, self.batch_size = torch.device(device), batch_size
+        # the published graph: its file size tells releases apart at no cost
+        self.fingerprint = f"tf{weights.stat().st_size}"
 
     def prepare(self, x: Tensor) -> Tensor:
         x = x.to(self.device, torch.float32).clamp(0, 1)
@@ -129,6 +133,7 @@ class ClassifierFeatures:
     def __init__(self, classifier: nn.Module, batch_size: int = 2048) -> None:
         self.classifier, self.batch_size = classifier.eval(), batch_size
         self.device = next(classifier.parameters()).device
+        self.fingerprint = module_digest(classifier)
 
     @torch.inference_mode()
     def __call__(self, images: Tensor) -> Tensor:
@@ -158,8 +163,12 @@ def compute_statistics(
 
 
 def real_statistics(cache_dir: Path, key: str, extractor, images: Tensor) -> FeatureStats:
-    """Statistics of real images, cached per data set, split, class and extractor."""
-    path = Path(cache_dir) / f"{key}-{extractor.name}.npz"
+    """Statistics of real images (uint8, or floats in [0, 1]), cached under `key` (what they
+    are, for a reader of the folder), the extractor and a digest of the images and of the
+    extractor's weights: other images or another classifier under the same name are computed
+    afresh, never reused."""
+    digest = tensor_digest(images, size=6) + extractor.fingerprint[:12]
+    path = Path(cache_dir) / f"{key}-{extractor.name}-{digest}.npz"
     if path.exists():
         try:
             stats = FeatureStats.load(path)
@@ -167,7 +176,8 @@ def real_statistics(cache_dir: Path, key: str, extractor, images: Tensor) -> Fea
                 return stats
         except (OSError, ValueError, KeyError):
             pass
-    stats = compute_statistics(extractor, images)
+    floats = images.float() / 255 if images.dtype == torch.uint8 else images
+    stats = compute_statistics(extractor, floats)
     stats.save(path)
     return stats
 

@@ -72,10 +72,10 @@ class RealStatistics:
     cache_dir: Path
 
     def __call__(self, m: str, digit: int | None = None) -> FeatureStats:
-        bank, labels = self.test.images[m], self.test.bank_labels[m]
+        bank, labels = self.test.labelled_images(m)
         images = (bank if digit is None else bank[labels == digit])[: self.limit(digit)]
         key = f"{self.kinds[m]}-test-{'all' if digit is None else digit}-n{len(images)}"
-        return real_statistics(self.cache_dir, key, self.extractors[m], images.float() / 255)
+        return real_statistics(self.cache_dir, key, self.extractors[m], images)
 
     def limit(self, digit: int | None) -> int | None:
         """`num_real` images in all, a tenth of them (at least 2) per digit."""
@@ -152,7 +152,9 @@ def fids(ctx: EvalContext) -> dict[str, float | str]:
             continue
         name = coh.mapping_name(subset, target)
         out[f"conditional/{name}"] = conditional_fid(ctx, real, order, subset, target)
-        class_specific.append(class_specific_fid(ctx, real, order, subset, target))
-        out[f"class_conditional/{name}"] = class_specific[-1]
-    out["class_conditional_leave_one_out_mean"] = sum(class_specific) / len(class_specific)
+        if ctx.test.labelled:  # class-specific distances need the classes
+            class_specific.append(class_specific_fid(ctx, real, order, subset, target))
+            out[f"class_conditional/{name}"] = class_specific[-1]
+    if class_specific:
+        out["class_conditional_leave_one_out_mean"] = sum(class_specific) / len(class_specific)
     return out

@@ -144,8 +144,48 @@ def metrics_markdown(metrics: dict, body: Callable[[dict], list[str]] = summary_
     skipped = metrics.get("skipped", {})
     if skipped:
         lines += ["", "Skipped: " + "; ".join(f"{k} ({why})" for k, why in skipped.items())]
+    lines += classifier_table(metrics)
     lines += provenance_table(metrics)
     return "\n".join(lines) + "\n"
+
+
+def classifier_table(metrics: dict) -> list[str]:
+    """Which classifier scored each modality's coherence and classifier-feature distances: its
+    kind, where it came from, its accuracy when trained and on these test samples, and a
+    digest of its weights. Metrics scored by other classifiers than the latest are listed
+    separately (an evaluation of some metrics keeps the others' entries)."""
+    by_metric = {
+        name: p["classifiers"]
+        for name, p in metrics.get("provenance", {}).items()
+        if p.get("classifiers")
+    }
+    if not by_metric:
+        return []
+    groups: list[tuple[list[str], dict]] = []
+    for name, info in by_metric.items():
+        for names, seen in groups:
+            if all(seen.get(m, info[m]) == info[m] for m in info):
+                names.append(name)
+                seen.update(info)
+                break
+        else:
+            groups.append(([name], dict(info)))
+    lines = []
+    for names, info in groups:
+        rows = [
+            [
+                m,
+                str(c.get("kind", "?")),
+                str(c.get("source", "?")),
+                _pct(c.get("test_accuracy")),
+                _pct(c.get("accuracy_here")),
+                str(c.get("weights", "?")),
+            ]
+            for m, c in info.items()
+        ]
+        header = ["modality", "classifier", "from", "trained acc. (%)", "acc. here (%)", "weights"]
+        lines += ["", f"Classifiers that scored {', '.join(names)}:", "", *table(header, rows)]
+    return lines
 
 
 def _step(step: int | None) -> str:

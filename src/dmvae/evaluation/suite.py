@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +37,9 @@ class EvalSettings:
     """How to evaluate a run; checked on creation so that a bad value fails before the run is
     loaded. `metrics=None` means all, `style=None` the model's default, `all_subsets=None`
     every subset for more than two modalities; `max_test` / `num_real` None: the whole test set.
+    `experiment` replaces the run's experiment name (one registered in Python, named as
+    "module:attribute"); `data_root` and `data` override where the data are and how they are
+    scored (`load_run`), e.g. data={"classifiers": {"image": "cnn"}}.
     """
 
     metrics: Sequence[str] | None = None
@@ -44,6 +47,8 @@ class EvalSettings:
     fid_features: str = "inception"
     batch_size: int = 1000
     data_root: str | None = None
+    experiment: str | None = None
+    data: Mapping[str, Any] | None = None
     max_test: int | None = None
     num_real: int | None = None
     style: str | None = None
@@ -184,6 +189,10 @@ NUMBER_SETTINGS: dict[str, tuple[str, ...]] = {
     "grids": ("max_test", "style"),
 }
 
+# The metrics whose numbers classifiers produce (the distances only with classifier features):
+# their provenance names the classifiers (`EvalContext.classifier_info`).
+SCORED_BY_CLASSIFIERS = ("coherence", "joint", "fid")
+
 # Keys of metrics.json that belong to the evaluation as a whole, not to one metric.
 HEADER = ("run", "model", "experiment", "modalities", "style", "num_samples", "seed", "step")
 BOOKKEEPING = ("skipped", "seconds", "provenance")
@@ -304,7 +313,7 @@ def _provenance(ctx: EvalContext, name: str, before: Sequence[str]) -> dict:
         "style": ctx.style,
         "all_subsets": len(ctx.model.modalities) > 2 if s.all_subsets is None else s.all_subsets,
     }
-    return {
+    record = {
         "step": ctx.step,
         "seed": s.seed,
         "device": str(ctx.device),
@@ -312,6 +321,11 @@ def _provenance(ctx: EvalContext, name: str, before: Sequence[str]) -> dict:
         "after": list(before),
         "settings": {k: effective.get(k, getattr(s, k)) for k in NUMBER_SETTINGS[name]},
     }
+    if name in SCORED_BY_CLASSIFIERS and (name != "fid" or s.fid_features == "classifier"):
+        used = image_modalities(ctx) if name == "fid" else ctx.model.modalities
+        info = ctx.classifier_info()
+        record["classifiers"] = {m: info[m] for m in used if m in info}
+    return record
 
 
 def _merge(
@@ -346,12 +360,14 @@ def _merge(
 
 
 def cannot_run(ctx: EvalContext, name: str) -> str | None:
-    """Why metric `name` cannot score this run (data without classifiers or without images),
+    """Why metric `name` cannot score this run (data without classifiers, labels or images),
     or None. The paper's experiments have both, so nothing is skipped there."""
     lacking = [m for m in ctx.model.modalities if m not in ctx.classifiers]
     images = image_modalities(ctx)
     if name in ("coherence", "joint") and lacking:
         return f"no classifier for {lacking}: give the experiment classifiers"
+    if name in ("coherence", "latent") and not ctx.test.labelled:
+        return "the data have no labels (give labels.npy, or labels to from_tensors)"
     if name in ("fid", "grids") and not images:
         return "no image modality (uint8 [N, C, H, W])"
     if name == "fid" and ctx.settings.fid_features == "classifier":

@@ -13,7 +13,9 @@ import dataclasses
 import importlib
 import importlib.util
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -39,6 +41,9 @@ class Experiment:
 
     name: str = ""
     data_config: type = NoData
+    # Train settings for models that have no preset for this experiment (a model's preset and
+    # the user's settings override them); empty: `TrainSettings`' defaults.
+    train_defaults: Mapping[str, Any] = MappingProxyType({})
     # How `dmvae reproduce` lays out, scores and reports a grid (`ReportLayout`, the paper's
     # experiments); None for the others.
     report: Any = None
@@ -77,6 +82,18 @@ class Experiment:
     def data_root(self, data: Any) -> Path | None:
         """The folder the data live in (caches of pairings and statistics go beside them)."""
         return None
+
+    def check(self, data: Any) -> None:
+        """Raise a `DmvaeError` for data settings that would fail later (a missing split, a
+        name that is not a modality): the trainer calls it before anything is written."""
+
+
+def store_absolute(data: Any, name: str) -> None:
+    """Make the folder setting `name` of a frozen data config absolute (None stays None): a
+    run's config.json then finds its data from whatever folder it is evaluated or resumed in."""
+    value = getattr(data, name)
+    if value:
+        object.__setattr__(data, name, str(Path(value).expanduser().absolute()))
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
@@ -141,3 +158,9 @@ def _import_attribute(spec: str) -> Any:
     if not hasattr(module, attribute):
         raise ConfigError(f"{where} has no attribute {attribute!r} (experiment {spec!r})")
     return getattr(module, attribute)
+
+
+def import_attribute(spec: str) -> Any:
+    """The object "package.module:attribute" or "path/to/file.py:attribute" names (the user's
+    code: experiments, classifiers)."""
+    return _import_attribute(spec)

@@ -12,7 +12,7 @@ from torch import nn
 from dmvae import nets
 from dmvae.data.batch import MultimodalData
 from dmvae.errors import ConfigError
-from dmvae.experiments.base import register_experiment
+from dmvae.experiments.base import register_experiment, store_absolute
 from dmvae.experiments.digits import DigitExperiment, DigitFiles
 from dmvae.likelihoods import Likelihood
 
@@ -31,6 +31,7 @@ class MNISTSVHNData(DigitFiles):
     verify: bool = True
 
     def __post_init__(self) -> None:
+        store_absolute(self, "root")
         if self.dm < 1 or self.max_per_class < 1:
             raise ConfigError(
                 f"data.dm and data.max_per_class must be >= 1, got {self.dm}, {self.max_per_class}"

@@ -12,7 +12,7 @@ from torch import nn
 from dmvae import nets
 from dmvae.data.batch import MultimodalData
 from dmvae.errors import ConfigError
-from dmvae.experiments.base import register_experiment
+from dmvae.experiments.base import register_experiment, store_absolute
 from dmvae.experiments.digits import DigitExperiment, DigitFiles
 from dmvae.likelihoods import Likelihood
 
@@ -28,6 +28,7 @@ class PairedMNISTData(DigitFiles):
     noise_std: float = 1.0
 
     def __post_init__(self) -> None:
+        store_absolute(self, "root")
         if not 2 <= self.modalities <= 5:
             raise ConfigError(f"paired MNIST has 2 to 5 modalities, got {self.modalities}")
         if self.noise_std < 0:

@@ -14,7 +14,7 @@ from dmvae import nets
 from dmvae.data.batch import MultimodalData
 from dmvae.data.sources import resolve_data_root
 from dmvae.errors import ConfigError
-from dmvae.experiments.base import Experiment, register_experiment
+from dmvae.experiments.base import Experiment, register_experiment, store_absolute
 from dmvae.likelihoods import Likelihood
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ class PolyMNISTData:
     train_size: int | None = None
 
     def __post_init__(self) -> None:
+        store_absolute(self, "root")
         if not 2 <= self.modalities <= 5:
             raise ConfigError(f"PolyMNIST has 2 to 5 modalities, got {self.modalities}")
         if self.train_size is not None and self.train_size < 1:

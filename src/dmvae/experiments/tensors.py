@@ -3,8 +3,11 @@ over a folder of `.npy`/`.pt` files (`folder`, from the command line).
 
 Any registered model trains on them with the library's trainer (checkpoints, resume, logs,
 collapse warning) and `dmvae evaluate` scores them: latent probes on your labels, the ex-post
-GMM, and coherence when you give classifiers. Networks default to MLPs sized from the data
-(`default_networks`); pass your own for anything larger. docs/own-data.md walks through it.
+GMM, and coherence when you give classifiers: your own networks, "module:attribute" names, or
+"cnn", the library's small CNN trained on your labelled images (`resolve_classifiers`).
+Networks default to MLPs sized from the data (`default_networks`); pass your own for anything
+larger. Everything a run names is checked before it trains (`Experiment.check`).
+docs/own-data.md walks through it and lists the defaults.
 """
 
 from __future__ import annotations
@@ -21,11 +24,22 @@ from torch import Tensor, nn
 from dmvae import nets
 from dmvae.data.batch import MultimodalData
 from dmvae.errors import ConfigError, DataError
-from dmvae.experiments.base import Experiment, NoData, register_experiment
+from dmvae.experiments.base import (
+    Experiment,
+    NoData,
+    import_attribute,
+    register_experiment,
+    store_absolute,
+)
 from dmvae.likelihoods import KINDS, Likelihood
 
 Networks = Callable[[int], tuple[Mapping[str, nn.Module], Mapping[str, nn.Module]]]
+ClassifierSpec = nn.Module | str
 HIDDEN = (400, 400)
+CNN = "cnn"  # the classifier spec that trains the library's small CNN on your labelled images
+# What own data train with where a model has no preset for them: the Laplace scale measured
+# on two own image data sets (docs/own-data.md, "Defaults"); the rest are `TrainSettings`'.
+OWN_DATA_TRAIN = {"likelihood_scale": 0.1}
 
 
 def default_networks(
@@ -55,6 +69,120 @@ def _likelihoods(
     return out
 
 
+def check_classifiers(
+    specs: Mapping[str, ClassifierSpec], data: MultimodalData, where: str = "classifiers"
+) -> None:
+    """Refuse, before anything trains, classifiers that name unknown modalities, "cnn" for a
+    modality without images or labels, or names that do not import to a network."""
+    unknown = sorted(set(specs) - set(data.modalities))
+    if unknown:
+        raise ConfigError(
+            f"{where} name unknown modalities {unknown}; the data have {list(data.modalities)}"
+        )
+    for m, spec in specs.items():
+        if isinstance(spec, nn.Module):
+            continue
+        if not isinstance(spec, str):
+            raise ConfigError(
+                f"{where}[{m!r}] is a {type(spec).__name__}: give a network, "
+                f"'module:attribute' or {CNN!r}"
+            )
+        if spec == CNN:
+            if not data.is_image(m):
+                raise ConfigError(
+                    f"{where}[{m!r}] = {CNN!r} needs uint8 images [N, C, H, W]; {m!r} is "
+                    f"{data.images[m].dtype} of shape {tuple(data.images[m].shape)}: give your "
+                    "own classifier as 'module:attribute'"
+                )
+            if not data.labelled or data.labels.unique().numel() < 2:
+                raise ConfigError(
+                    f"{where}[{m!r}] = {CNN!r} trains on your labels: give labels (labels.npy) "
+                    "with at least two classes"
+                )
+        else:
+            _import_classifier(spec, m, where)
+
+
+def _import_classifier(spec: str, modality: str, where: str) -> nn.Module:
+    """The network a "module:attribute" names (called first if it is a factory)."""
+    if ":" not in spec:
+        raise ConfigError(
+            f"{where}[{modality!r}] = {spec!r}: give 'package.module:attribute', "
+            f"'file.py:attribute' or {CNN!r}"
+        )
+    found = import_attribute(spec)
+    if not isinstance(found, nn.Module) and callable(found):
+        found = found()
+    if not isinstance(found, nn.Module):
+        raise ConfigError(
+            f"{where}[{modality!r}] = {spec!r} is a {type(found).__name__}, not a torch "
+            "nn.Module (nor a function returning one)"
+        )
+    if getattr(found, "provenance", None) is None:
+        found.provenance = {"kind": type(found).__name__, "source": spec}
+    return found
+
+
+def resolve_classifiers(
+    specs: Mapping[str, ClassifierSpec],
+    train: MultimodalData,
+    test: MultimodalData,
+    cache_dirs: list[Path],
+    name: str,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> dict[str, nn.Module]:
+    """Per modality the classifier a spec names, on `device` in eval mode: a network as it is,
+    "module:attribute" imported, or "cnn" trained on the train split's images and labels on
+    first use and cached in the first writable of `cache_dirs` under a digest of the data."""
+    from dmvae.evaluation.classifiers import own_image_classifier
+
+    check_classifiers(specs, train)
+    out = {}
+    for m, spec in specs.items():
+        if isinstance(spec, nn.Module):
+            out[m] = spec
+        elif spec == CNN:
+            out[m] = own_image_classifier(
+                f"{name}-{m}",
+                train.labelled_images(m),
+                test.labelled_images(m),
+                cache_dirs,
+                device=device,
+                progress=progress,
+            )
+        else:
+            out[m] = _import_classifier(spec, m, "classifiers")
+    return {m: c.to(device).eval() for m, c in out.items()}
+
+
+def _absolute_file(spec: str) -> str:
+    """A "file.py:attribute" spec with the file's path made absolute (others as they are)."""
+    where, colon, attribute = spec.rpartition(":")
+    if colon and where.endswith(".py"):
+        return f"{Path(where).expanduser().absolute()}:{attribute}"
+    return spec
+
+
+def check_splits(train: MultimodalData, test: MultimodalData, where: str) -> None:
+    """Train and test must hold the same modalities, shapes and kinds (images or not)."""
+    if set(train.modalities) != set(test.modalities):
+        raise DataError(
+            f"{where}: train has modalities {sorted(train.modalities)}, test "
+            f"{sorted(test.modalities)}; give both splits the same files"
+        )
+    for m in train.modalities:
+        if train.shape(m) != test.shape(m) or train.is_image(m) != test.is_image(m):
+            raise DataError(
+                f"{where}: modality {m!r} is {train.images[m].dtype} {train.shape(m)} in "
+                f"train but {test.images[m].dtype} {test.shape(m)} in test; give both splits "
+                "the same shape and dtype"
+            )
+    if train.labelled != test.labelled:
+        has, lacks = ("train", "test") if train.labelled else ("test", "train")
+        raise DataError(f"{where}: {has} has labels but {lacks} has none; label both or neither")
+
+
 class TensorExperiment(Experiment):
     """An experiment over data you already hold as `MultimodalData` (or tensors: see
     `MultimodalData.from_tensors`).
@@ -62,12 +190,15 @@ class TensorExperiment(Experiment):
     `likelihoods`: per modality a `Likelihood` or a kind ("laplace", "bernoulli"); default
     Laplace with the run's `train.likelihood_scale`. `networks(latent_dim)` returns your
     encoders and decoders; default `default_networks`. `classifiers`: per modality a network
-    from a batch to class logits, for coherence (or a function returning them, called when
-    first needed: classifiers you train on the spot). Register it (`register_experiment`) before
-    training; to evaluate or resume from the command line, name it as "module:attribute".
+    from a batch to class logits (docs/own-data.md, "Classifiers"), "module:attribute", or "cnn"
+    for the library's small CNN trained on your labelled images; or a function returning such a
+    mapping, called when first needed. Register it (`register_experiment`) before training; to
+    evaluate or resume from the command line, name it as "module:attribute" (or pass `dmvae
+    evaluate --experiment`).
     """
 
     data_config = NoData
+    train_defaults = OWN_DATA_TRAIN
 
     def __init__(
         self,
@@ -93,6 +224,8 @@ class TensorExperiment(Experiment):
         _likelihoods(train.modalities, self.given_likelihoods, 1.0)
         self.make_networks = networks
         self.given_classifiers = classifiers or {}
+        if not callable(self.given_classifiers):
+            check_classifiers(self.given_classifiers, train)
 
     def modalities(self, data: Any) -> tuple[str, ...]:
         return self.train.modalities
@@ -116,27 +249,35 @@ class TensorExperiment(Experiment):
     def classifiers(
         self, data: Any, device: torch.device, progress: bool = True
     ) -> dict[str, nn.Module]:
+        from dmvae.evaluation.classifiers import classifier_dirs
+
         given = self.given_classifiers
         given = given() if callable(given) else given
-        unknown = sorted(set(given) - set(self.train.modalities))
-        if unknown:
-            raise ConfigError(f"classifiers name unknown modalities {unknown}")
-        return {m: c.to(device).eval() for m, c in given.items()}
+        dirs = classifier_dirs()
+        return resolve_classifiers(given, self.train, self.test, dirs, self.name, device, progress)
 
 
 @dataclass(frozen=True)
 class FolderData:
     """`path` holds train/ and test/, each with one `<modality>.npy` or `.pt` file per
-    modality and optionally `labels.npy` / `labels.pt`. `likelihoods` maps modality names to
-    "laplace" (default) or "bernoulli"; `noise_std` adds N(0, std^2) noise to encoder inputs."""
+    modality and optionally `labels.npy` / `labels.pt`; it is stored absolute, so a run
+    evaluates from any folder (`dmvae evaluate --data-root` points it elsewhere).
+    `likelihoods` maps modality names to "laplace" (default) or "bernoulli"; `noise_std` adds
+    N(0, std^2) noise to encoder inputs; `classifiers` maps modality names to
+    "module:attribute" or "cnn" (see `resolve_classifiers`), for coherence."""
 
     path: str = ""
     likelihoods: dict[str, str] = field(default_factory=dict)
     noise_std: dict[str, float] = field(default_factory=dict)
+    classifiers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.path:
             raise ConfigError("the folder experiment needs data.path: --set data.path=DIR")
+        store_absolute(self, "path")
+        object.__setattr__(
+            self, "classifiers", {m: _absolute_file(spec) for m, spec in self.classifiers.items()}
+        )
         bad = {m: k for m, k in self.likelihoods.items() if k not in KINDS}
         if bad:
             raise ConfigError(f"unknown likelihoods {bad}: choose from {list(KINDS)}")
@@ -147,6 +288,7 @@ class FolderExperiment(Experiment):
 
     name = "folder"
     data_config = FolderData
+    train_defaults = OWN_DATA_TRAIN
 
     def __init__(self) -> None:
         self._cache: dict[tuple, MultimodalData] = {}
@@ -156,9 +298,11 @@ class FolderExperiment(Experiment):
     ) -> MultimodalData:
         if split not in ("train", "test"):
             raise ConfigError(f"unknown split {split!r}: use 'train' or 'test'")
-        key = (str(Path(data.path).resolve()), split, tuple(sorted(data.noise_std.items())))
-        if key not in self._cache:  # the files are read once per folder and noise setting
-            self._cache[key] = read_folder(Path(data.path) / split, data.noise_std)
+        folder = Path(data.path) / split
+        # read once per folder, noise setting and state of the files (changed files are reread)
+        key = (str(folder.resolve()), tuple(sorted(data.noise_std.items())), _file_states(folder))
+        if key not in self._cache:
+            self._cache[key] = read_folder(folder, data.noise_std)
         return self._cache[key].to(device)
 
     def modalities(self, data: FolderData) -> tuple[str, ...]:
@@ -171,6 +315,36 @@ class FolderExperiment(Experiment):
         self, data: FolderData, latent_dim: int
     ) -> tuple[dict[str, nn.Module], dict[str, nn.Module]]:
         return default_networks(self.load(data, "train"), self.likelihoods(data, 1.0), latent_dim)
+
+    def data_root(self, data: FolderData) -> Path:
+        return Path(data.path)
+
+    def check(self, data: FolderData) -> None:
+        """Both splits read and agree, and every name (likelihoods, noise, classifiers) is one
+        of the data's modalities, before a run trains."""
+        train, test = self.load(data, "train"), self.load(data, "test")
+        check_splits(train, test, data.path)
+        self.likelihoods(data, 1.0)
+        check_classifiers(data.classifiers, train, "data.classifiers")
+
+    def classifiers(
+        self, data: FolderData, device: torch.device, progress: bool = True
+    ) -> dict[str, nn.Module]:
+        from dmvae.evaluation.classifiers import classifier_dirs
+
+        train, test = self.load(data, "train"), self.load(data, "test")
+        dirs = classifier_dirs(data.path)
+        name = Path(data.path).name
+        return resolve_classifiers(data.classifiers, train, test, dirs, name, device, progress)
+
+
+def _file_states(folder: Path) -> tuple:
+    """Name, size and modification time of each file in `folder` (empty if it is missing)."""
+    if not folder.is_dir():
+        return ()
+    return tuple(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir())
+    )
 
 
 def read_folder(folder: Path, noise_std: Mapping[str, float] | None = None) -> MultimodalData:

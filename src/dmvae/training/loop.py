@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from dmvae import distributed
-from dmvae.config import RunConfig
+from dmvae.config import LOCATION, RunConfig, data_folder_key
 from dmvae.devices import resolve_device
-from dmvae.errors import CheckpointError, TrainingDiverged
+from dmvae.errors import CheckpointError, ConfigError, TrainingDiverged
+from dmvae.experiments import EXPERIMENTS
 from dmvae.files import atomic_path
 from dmvae.models.base import MultimodalVAE
 from dmvae.objectives import kl_anneal_weight
@@ -39,6 +41,7 @@ def _train(
 ) -> MultimodalVAE:
     t, out = config.train, Path(config.train.out)
     rundir.check_start(out, config, resume, overwrite)
+    config.check()
     torch.manual_seed(t.seed)
     data = config.build_data("train", ctx.device)  # data and networks are checked before
     model = config.build_model().to(ctx.device)  # anything is written
@@ -157,9 +160,17 @@ def same_run(out: str | Path, config: RunConfig) -> bool:
 
 
 def load_run(
-    run_dir: str | Path, device: str | torch.device = "cpu"
+    run_dir: str | Path,
+    device: str | torch.device = "cpu",
+    experiment: str | None = None,
+    data: Mapping[str, Any] | None = None,
+    data_root: str | None = None,
 ) -> tuple[MultimodalVAE, RunConfig]:
-    """The trained model of a run directory (eval mode) and its config."""
+    """The trained model of a run directory (eval mode) and its config. `experiment` replaces
+    the name config.json holds (a run trained from Python on an experiment registered there:
+    name it as "module:attribute"); `data` overrides data settings (where the data are now
+    and how they are scored, `config.LOCATION`, not what was trained on); `data_root` is the
+    experiment's data folder setting, whatever its name ("root", or the folder's "path")."""
     from dmvae import checkpoints as ckpt
 
     run_dir = Path(run_dir)
@@ -167,11 +178,33 @@ def load_run(
     if not cfg_path.exists():
         raise CheckpointError(f"{run_dir} is not a run directory (no config.json); train it first")
     try:
-        config = RunConfig.from_dict(json.loads(cfg_path.read_text()))
+        saved = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(
             f"{cfg_path} is not valid JSON ({err}); restore it from a backup or retrain"
         ) from err
+    if experiment:
+        saved["experiment"] = experiment
+    elif isinstance(saved, dict) and saved.get("experiment") not in EXPERIMENTS:
+        name = saved.get("experiment")
+        if isinstance(name, str) and ":" not in name:
+            raise ConfigError(
+                f"{run_dir} was trained on experiment {name!r}, which is not registered here "
+                "(it was registered in Python): register it first, or name the object with "
+                "`--experiment package.module:ATTRIBUTE` (load_run(..., experiment=...))"
+            )
+    data = dict(data or {})
+    changed = sorted(set(data) - set(LOCATION))
+    if changed:
+        raise ConfigError(
+            f"data settings {changed} change what the run was trained on; evaluation can only "
+            f"override {list(LOCATION)}"
+        )
+    if data_root is not None:
+        data[data_folder_key(saved.get("experiment", ""))] = data_root
+    if data:
+        saved["data"] = {**(saved.get("data") or {}), **data}
+    config = RunConfig.from_dict(saved)
     model = config.build_model()
     tensors, _ = ckpt.read_checkpoint(run_dir / CHECKPOINT)
     ckpt.load_model_weights(model, tensors, run_dir / CHECKPOINT)

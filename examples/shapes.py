@@ -10,7 +10,10 @@ Laplace one.
     python examples/shapes.py --out runs/shapes            # Python API: train + evaluate
     python examples/shapes.py --write-folder data/shapes    # the same data as .npy files, then:
     dmvae train --experiment folder --set data.path=data/shapes \
-        --set 'data.likelihoods={"attrs": "bernoulli"}' --out runs/shapes-cli
+        --set 'data.likelihoods={"attrs": "bernoulli"}' \
+        --set 'data.classifiers={"image": "examples/shapes.py:image_classifier",
+                                 "attrs": "examples/shapes.py:READER"}' --out runs/shapes-cli
+    dmvae evaluate runs/shapes-cli --fid classifier
     dmvae train --experiment examples/shapes.py:EXPERIMENT --out runs/shapes-entry
     dmvae evaluate runs/shapes-entry --fid none           # coherence needs the classifiers
 
@@ -30,6 +33,7 @@ from torch import Tensor, nn
 import dmvae
 from dmvae.data import MultimodalData
 from dmvae.experiments import TensorExperiment
+from dmvae.models import MODELS
 
 SIZE, SHAPES, ATTRIBUTES = 32, ("square", "disk", "ring", "plus"), 10
 
@@ -107,6 +111,13 @@ def build(n_train: int = 20000, n_test: int = 4000) -> TensorExperiment:
 
 
 EXPERIMENT = build()
+READER = ShapeReader()  # the attributes' classifier, by name: "examples/shapes.py:READER"
+
+
+def image_classifier() -> nn.Module:
+    """The image classifier by name, "examples/shapes.py:image_classifier" (`"cnn"`, the
+    library's own, also reads these images; this MLP trains in a second)."""
+    return train_image_classifier(EXPERIMENT.train.images["image"], EXPERIMENT.train.labels)
 
 
 def write_folder(path: Path) -> None:
@@ -124,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="runs/shapes")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--max-steps", type=int)
-    parser.add_argument("--model", default="dmvae", choices=sorted(dmvae.models.MODELS))
+    parser.add_argument("--model", default="dmvae", choices=sorted(MODELS))
     parser.add_argument("--write-folder", type=Path, help="write the data as .npy files and stop")
     args = parser.parse_args(argv)
     if args.write_folder:

@@ -52,8 +52,15 @@ def test_the_example_runs_from_the_command_line(tmp_path, shapes, monkeypatch, c
     args = ["train", "--experiment", "folder", "--set", f"data.path={tmp_path / 'data'}"]
     args += ["--set", 'data.likelihoods={"attrs": "bernoulli"}', "--max-steps", "20"]
     args += ["--batch-size", "128", "--no-progress", "--out", str(folder)]
+    classifiers = {
+        "image": "examples/shapes.py:image_classifier",
+        "attrs": "examples/shapes.py:READER",
+    }
+    args += ["--set", f"data.classifiers={json.dumps(classifiers)}"]
     assert main(args) == 0, capsys.readouterr().err
-    assert main(["evaluate", str(folder), "--fid", "none", "--no-progress"]) == 0
+    assert main(["evaluate", str(folder), "--fid", "classifier", "--no-progress"]) == 0
     metrics = json.loads((folder / "eval" / "metrics.json").read_text())
-    assert set(metrics["skipped"]) == {"coherence", "joint"}  # no classifiers in a folder
+    assert "skipped" not in metrics and "image->attrs" in metrics["coherence"]
+    used = metrics["provenance"]["coherence"]["classifiers"]
+    assert used["attrs"]["accuracy_here"] == 1.0 and used["image"]["accuracy_here"] > 0.9
     assert metrics["latent"]["attrs"] > 0.9

@@ -57,6 +57,9 @@ def root(tmp_path_factory, mnist_root):
     cfg = base / "truncated" / "config.json"
     cfg.write_text(cfg.read_text()[:40])
     (base / "empty-data").mkdir()
+    (base / "raises.py").write_text("import math\n\nEXPERIMENT = undefined_name\n")
+    (base / "fails.py").write_text("raise RuntimeError('no GPU here')\n")
+    (base / "needs.py").write_text("import dmvae_no_such_dependency\n")
     return base
 
 
@@ -113,6 +116,19 @@ CASES = [
     (TRAIN + ["--experiment", "nope"], USAGE, "unknown experiment 'nope'"),
     (TRAIN + ["--experiment", "nomodule:X"], USAGE, "cannot import 'nomodule'"),
     (TRAIN + ["--experiment", "{root}/missing.py:X"], USAGE, "missing.py does not exist"),
+    (
+        TRAIN + ["--experiment", "{root}/raises.py:X"],
+        FAILURE,
+        "raises.py failed while it was imported: NameError: name 'undefined_name' is not defined",
+    ),
+    (TRAIN + ["--experiment", "{root}/raises.py:X"], FAILURE, "raises.py, line 3); fix it there"),
+    (TRAIN + ["--experiment", "{root}/raises.py:X"], FAILURE, "`dmvae --debug train ...` for"),
+    (TRAIN + ["--experiment", "{root}/fails.py:X"], FAILURE, "RuntimeError: no GPU here"),
+    (
+        TRAIN + ["--experiment", "{root}/needs.py:X"],
+        FAILURE,
+        "ModuleNotFoundError: No module named 'dmvae_no_such_dependency'",
+    ),
     (TRAIN + ["--epochs", "abc"], USAGE, "invalid int value: 'abc'"),
     (TRAIN + ["--config", "{root}/missing.toml"], USAGE, "no config file"),
     (TRAIN + ["--config", "{root}/bad.toml"], USAGE, "is not valid TOML"),
@@ -211,3 +227,26 @@ def test_bad_input_gives_one_clear_line_and_changes_nothing(root, capsys, argv, 
         assert len(lines) == 1, err
     assert snapshot(root) == before
     assert not (root / "new").exists()
+
+
+def test_an_experiment_module_that_raises_on_import_names_it_in_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    """`--experiment package.module:X` whose import raises: the module, the exception and the
+    line of the user's code, and how to see the traceback; `--debug` shows the traceback."""
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "exp.py").write_text("import os\n\n\nraise ValueError('bad shapes')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["train", "--experiment", "mypkg.exp:EXPERIMENT", "--out", str(tmp_path / "run")]
+    assert run(argv) == FAILURE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "experiment module mypkg.exp failed while it was imported: ValueError: bad shapes" in err
+    assert f"({package / 'exp.py'}, line 4)" in err
+    assert "(run `dmvae --debug train ...` for the traceback)" in err
+    with pytest.raises(Exception, match="failed while it was imported") as raised:
+        main(["--debug", *argv])
+    assert isinstance(raised.value.__cause__, ValueError)  # the user's traceback is chained
+    assert not (tmp_path / "run").exists()

@@ -13,6 +13,8 @@ import dataclasses
 import importlib
 import importlib.util
 import sys
+import sysconfig
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import torch
 from torch import nn
 
 from dmvae.data.batch import MultimodalData
-from dmvae.errors import ConfigError
+from dmvae.errors import ConfigError, UserCodeError
 from dmvae.likelihoods import Likelihood
 
 
@@ -119,6 +121,7 @@ def _renamed(experiment: Experiment, name: str) -> Experiment:
 
 def _import_attribute(spec: str) -> Any:
     where, _, attribute = spec.rpartition(":")
+    module_name = where
     try:
         if where.endswith(".py"):
             path = Path(where)
@@ -133,11 +136,57 @@ def _import_attribute(spec: str) -> Any:
             if "" not in sys.path:
                 sys.path.insert(0, "")  # as `python -m` does: modules in the working directory
             module = importlib.import_module(where)
+    except ConfigError:
+        raise
     except ModuleNotFoundError as err:
+        if where.endswith(".py") or not _names_module(err.name, where):
+            raise _failed_import(where, module_name, err) from err
         raise ConfigError(
             f"cannot import {where!r} for experiment {spec!r} ({err}); install it or run from "
             "the folder that holds it"
         ) from err
+    except Exception as err:  # the user's code: any error it raises while it is imported
+        raise _failed_import(where, module_name, err) from err
     if not hasattr(module, attribute):
         raise ConfigError(f"{where} has no attribute {attribute!r} (experiment {spec!r})")
     return getattr(module, attribute)
+
+
+def _names_module(missing: str | None, where: str) -> bool:
+    """Whether a ModuleNotFoundError is about `where` (or a package above it) itself, rather
+    than about an import inside it."""
+    return missing is not None and (where == missing or where.startswith(missing + "."))
+
+
+def _failed_import(where: str, module_name: str, err: Exception) -> UserCodeError:
+    """One line for an experiment module that raised while it was imported: which file, the
+    exception and its message, the line of the user's code, and how to see the traceback."""
+    sys.modules.pop(module_name, None)  # a half-executed module is never reused
+    kind = "file" if where.endswith(".py") else "module"
+    line = _user_line(err, Path(where) if kind == "file" else None)
+    message = str(err).splitlines()[0] if str(err) else ""
+    return UserCodeError(
+        f"experiment {kind} {where} failed while it was imported: {type(err).__name__}"
+        f"{': ' + message if message else ''}{line}; fix it there"
+    )
+
+
+def _user_line(err: BaseException, path: Path | None) -> str:
+    """ " (FILE, line N)" for the deepest frame of the traceback in the user's code: the
+    experiment file itself, or any file outside dmvae, Python and installed packages."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if isinstance(err, SyntaxError) and err.filename and err.lineno:
+        return f" ({err.filename}, line {err.lineno})"
+    library = {Path(p).resolve() for p in sysconfig.get_paths().values()}
+    library.add(Path(__file__).resolve().parents[1])  # dmvae itself
+
+    def users(filename: str) -> bool:
+        if filename.startswith("<"):
+            return False
+        file = Path(filename).resolve()
+        if path is not None:
+            return file == path.resolve()
+        return not any(file.is_relative_to(folder) for folder in library)
+
+    mine = [f for f in frames if users(f.filename)]
+    return f" ({mine[-1].filename}, line {mine[-1].lineno})" if mine else ""

@@ -47,6 +47,8 @@ def root(tmp_path_factory, mnist_root):
     (base / "a-file").write_text("not a folder")
     (base / "bad.toml").write_text("[model\n")
     (base / "odd.toml").write_text("[optim]\nlr = 1\n")
+    (base / "v1.toml").write_text("version = 1\n[train]\nlr = 0.01\n")
+    (base / "v3.json").write_text('{"version": 3, "train": {"lr": 0.01}}')
     locked = base / "locked"
     shutil.copytree(base / "done", locked)
     (locked / LOCK_FILE).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
@@ -133,6 +135,17 @@ CASES = [
     (TRAIN + ["--config", "{root}/missing.toml"], USAGE, "no config file"),
     (TRAIN + ["--config", "{root}/bad.toml"], USAGE, "is not valid TOML"),
     (TRAIN + ["--config", "{root}/odd.toml"], USAGE, "unknown keys ['optim']"),
+    (
+        TRAIN + ["--config", "{root}/v1.toml"],
+        USAGE,
+        "v1.toml: unknown config version 1; this dmvae reads version 2 (and files from before "
+        "versions, which have no `version` key): set version = 2 or remove the key",
+    ),
+    (
+        TRAIN + ["--config", "{root}/v3.json"],
+        USAGE,
+        "v3.json: config version 3 is newer than this dmvae reads (version 2); upgrade dmvae",
+    ),
     (["train", "--set", "lr=1"], USAGE, "give the run directory: --out RUN_DIR"),
     # the file system and existing runs
     (TRAIN[:-1] + ["{root}/a-file"], USAGE, "is a file, not a directory"),

@@ -149,11 +149,7 @@ class RunConfig:
         before the version key existed are read as the code of that time meant them."""
         unrecorded = _unrecorded(run)
         run = _migrate(run) if "version" not in run else run
-        if run.get("version") != VERSION:
-            raise ConfigError(
-                f"config version {run.get('version')!r} is newer than this dmvae reads "
-                f"({VERSION}); upgrade dmvae"
-            )
+        check_version(run["version"], "config.json")
         model = dict(run.get("model") or {})
         name = model.pop("name", None)
         if not isinstance(name, str) or "experiment" not in run:
@@ -180,7 +176,8 @@ class RunConfig:
         its experiment and model, then the file's settings, then `overrides`. `experiment` and
         `model` (the CLI's flags) replace the file's names."""
         values = read_file(Path(path))
-        values.pop("version", None)
+        if "version" in values:
+            check_version(values.pop("version"), str(path))
         model_section = dict(values.pop("model", {}) or {})
         names = {
             "experiment": experiment or values.pop("experiment", None),
@@ -243,6 +240,23 @@ def split_key(key: str) -> tuple[str, str]:
     if section not in SECTIONS or not name:
         raise ConfigError(f"unknown setting {key!r}: keys start with train., model. or data.")
     return section, name
+
+
+def check_version(version: Any, where: str) -> None:
+    """Refuse a config whose `version` this dmvae does not know: a newer one may mean its
+    keys otherwise, and any other value is a typo."""
+    if isinstance(version, int) and not isinstance(version, bool) and version == VERSION:
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        raise ConfigError(
+            f"{where}: config version {version} is newer than this dmvae reads (version "
+            f"{VERSION}); upgrade dmvae"
+        )
+    raise ConfigError(
+        f"{where}: unknown config version {version!r}; this dmvae reads version {VERSION} (and "
+        f"files from before versions, which have no `version` key): set version = {VERSION} or "
+        "remove the key"
+    )
 
 
 def read_file(path: Path) -> dict[str, Any]:

@@ -73,7 +73,11 @@ CASES = [
     (TRAIN + ["--set", "lr=abc"], USAGE, "'train.lr' must be float, got 'abc'"),
     (TRAIN + ["--set", "max_steps=abc"], USAGE, "'train.max_steps' must be int or null"),
     (TRAIN + ["--set", "model.beta=[1]"], USAGE, "'model.beta' must be float or a table"),
-    (TRAIN + ["--set", "model=mvae"], USAGE, "unknown setting 'model'"),
+    (TRAIN + ["--model", "mmvae", "--set", "model=mvae"], USAGE, "--model mmvae and --set model"),
+    (TRAIN + ["--set", "model.name=nope"], USAGE, "unknown model 'nope'"),
+    (TRAIN + ["--set", "experiment=nope"], USAGE, "unknown experiment 'nope'"),
+    (TRAIN + ["--set", "model=1"], USAGE, "'model' names the model: give a name, got 1"),
+    (TRAIN + ["--set", "gamma=1"], USAGE, "a bare name is a train setting; did you mean 'model"),
     (TRAIN + ["--set", "nonsense=1"], USAGE, "unknown setting 'nonsense'"),
     (TRAIN + ["--set", "model.gama=1"], USAGE, "unknown model settings ['gama']"),
     (TRAIN + ["--set", "data.dm=3"], USAGE, "unknown data settings ['dm']"),
@@ -263,3 +267,21 @@ def test_an_experiment_module_that_raises_on_import_names_it_in_one_line(
         main(["--debug", *argv])
     assert isinstance(raised.value.__cause__, ValueError)  # the user's traceback is chained
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("given", [["--model", "mvae"], ["--set", "model=mvae"]])
+@pytest.mark.parametrize("more", [[], ["--set", "model.name=mvae"]])
+def test_set_model_is_the_model_flag_and_suggestions_name_only_settings_that_exist(
+    capsys, given, more
+):
+    """config.json spells the model's name model.name: `--set model=X` and `model.name=X` name
+    the model as --model does; an unknown key is answered only with keys that exist."""
+    assert main(["train", *given, *more, "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["name"] == "mvae"
+    assert run(["train", "--set", "nonsense=1", "--print-config"]) == USAGE
+    err = capsys.readouterr().err
+    assert "model.nonsense" not in err and "data.nonsense" not in err and "--print-config" in err
+    assert run(["train", "--model", "mvae", "--set", "gama=1", "--print-config"]) == USAGE
+    assert "model.gamma" not in capsys.readouterr().err  # MVAE has no gamma
+    assert run(["train", "--set", "gama=1", "--print-config"]) == USAGE  # DMVAE has one
+    assert "did you mean 'model.gamma'?" in capsys.readouterr().err

@@ -52,6 +52,8 @@ def root(tmp_path_factory, mnist_root):
     locked = base / "locked"
     shutil.copytree(base / "done", locked)
     (locked / LOCK_FILE).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
+    shutil.copytree(base / "done", base / "no-checkpoint")  # as a NaN before the first one
+    (base / "no-checkpoint" / CHECKPOINT).unlink()
     shutil.copytree(base / "done", base / "corrupt")
     ckpt = base / "corrupt" / CHECKPOINT
     ckpt.write_bytes(ckpt.read_bytes()[:500])
@@ -160,6 +162,17 @@ CASES = [
         "train.lr: saved 0.001, now 0.5",
     ),
     (FOLDER + ["--resume", "--out", "{root}/empty-run"], FAILURE, "no checkpoint in"),
+    (
+        FOLDER + ["--out", "{root}/no-checkpoint"],
+        USAGE,
+        "stopped before its first checkpoint, so there is nothing to resume; start it again "
+        "with --overwrite, or choose another --out",
+    ),
+    (
+        FOLDER + ["--resume", "--out", "{root}/no-checkpoint"],
+        FAILURE,
+        "nothing to resume; start it again with --overwrite instead of --resume",
+    ),
     (FOLDER + ["--resume", "--out", "{root}/locked"], FAILURE, "being written by another process"),
     (
         ["train", "--data-root", "{root}/empty-data", "--out", "{new}"],

@@ -35,14 +35,28 @@ def check_start(out: Path, config: RunConfig, resume: bool, overwrite: bool) -> 
         raise ConfigError(f"--out {out} is a file, not a directory; choose another --out")
     if resume:
         check_resume(out, config)
-    elif not overwrite and any((out / name).exists() for name in RUN_FILES):
+    elif not overwrite and not (out / CHECKPOINT).exists() and _holds_run(out):
+        raise ConfigError(
+            f"{out} holds a run that stopped before its first checkpoint, so there is nothing "
+            "to resume; start it again with --overwrite, or choose another --out"
+        )
+    elif not overwrite and _holds_run(out):
         raise ConfigError(
             f"{out} already holds a run; continue it with --resume, replace it with "
             "--overwrite, or choose another --out"
         )
 
 
+def _holds_run(out: Path) -> bool:
+    return any((out / name).exists() for name in RUN_FILES)
+
+
 def check_resume(out: Path, config: RunConfig) -> None:
+    if not (out / CHECKPOINT).exists() and _holds_run(out):
+        raise CheckpointError(
+            f"--resume: the run in {out} stopped before its first checkpoint, so there is "
+            "nothing to resume; start it again with --overwrite instead of --resume"
+        )
     if not (out / CHECKPOINT).exists():
         raise CheckpointError(f"--resume: no checkpoint in {out}; start the run without --resume")
     if not (out / "config.json").exists():

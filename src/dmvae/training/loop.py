@@ -96,11 +96,10 @@ def _loop(config, ctx, step_fn, parts, start: int, resume: bool) -> None:
     def save(step: int) -> None:
         nonlocal last_save
         if ctx.is_main:
-            kept = _kept_checkpoint(out)  # before the write: it may fail half-way
             try:
                 state.save(out / CHECKPOINT, *parts, step, config.to_dict())
-            except OSError as err:
-                raise CheckpointError(_failed_write(out, step, err, kept)) from err
+            except OSError as err:  # the write is atomic: the previous checkpoint is whole
+                raise CheckpointError(_failed_write(out, step, err)) from err
         last_save = time.monotonic()
 
     def check() -> None:
@@ -163,9 +162,10 @@ def _kept(out: Path) -> str:
     )
 
 
-def _failed_write(out: Path, step: int, err: OSError, kept: int | None) -> str:
+def _failed_write(out: Path, step: int, err: OSError) -> str:
     """A checkpoint that could not be written (a full disk, a file size limit): the path, the
     error, what is kept and the fix."""
+    kept = _kept_checkpoint(out)
     problem = err.strerror or str(err) or type(err).__name__
     fix = {
         errno.ENOSPC: "free disk space",

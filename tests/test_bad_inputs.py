@@ -205,6 +205,16 @@ CASES = [
     (["evaluate", "{root}/done", "--data-root", "{root}"], USAGE, "reads no data folder"),
     (["evaluate", "{root}/corrupt", "--metrics", "latent"], FAILURE, "is corrupt or truncated"),
     (
+        ["evaluate", "{root}/locked", "--metrics", "latent"],
+        FAILURE,
+        "is still training (pid",  # the lock of a live process
+    ),
+    (
+        ["evaluate", "{root}/locked", "--metrics", "latent"],
+        FAILURE,
+        "or evaluate its current checkpoint (step 2) with --allow-running",
+    ),
+    (
         ["evaluate", "{root}/truncated", "--metrics", "latent"],
         FAILURE,
         "config.json is not valid JSON",

@@ -47,9 +47,13 @@ def root(tmp_path_factory, mnist_root):
     (base / "a-file").write_text("not a folder")
     (base / "bad.toml").write_text("[model\n")
     (base / "odd.toml").write_text("[optim]\nlr = 1\n")
+    (base / "v1.toml").write_text("version = 1\n[train]\nlr = 0.01\n")
+    (base / "v3.json").write_text('{"version": 3, "train": {"lr": 0.01}}')
     locked = base / "locked"
     shutil.copytree(base / "done", locked)
     (locked / LOCK_FILE).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
+    shutil.copytree(base / "done", base / "no-checkpoint")  # as a NaN before the first one
+    (base / "no-checkpoint" / CHECKPOINT).unlink()
     shutil.copytree(base / "done", base / "corrupt")
     ckpt = base / "corrupt" / CHECKPOINT
     ckpt.write_bytes(ckpt.read_bytes()[:500])
@@ -57,6 +61,9 @@ def root(tmp_path_factory, mnist_root):
     cfg = base / "truncated" / "config.json"
     cfg.write_text(cfg.read_text()[:40])
     (base / "empty-data").mkdir()
+    (base / "raises.py").write_text("import math\n\nEXPERIMENT = undefined_name\n")
+    (base / "fails.py").write_text("raise RuntimeError('no GPU here')\n")
+    (base / "needs.py").write_text("import dmvae_no_such_dependency\n")
     return base
 
 
@@ -68,7 +75,11 @@ CASES = [
     (TRAIN + ["--set", "lr=abc"], USAGE, "'train.lr' must be float, got 'abc'"),
     (TRAIN + ["--set", "max_steps=abc"], USAGE, "'train.max_steps' must be int or null"),
     (TRAIN + ["--set", "model.beta=[1]"], USAGE, "'model.beta' must be float or a table"),
-    (TRAIN + ["--set", "model=mvae"], USAGE, "unknown setting 'model'"),
+    (TRAIN + ["--model", "mmvae", "--set", "model=mvae"], USAGE, "--model mmvae and --set model"),
+    (TRAIN + ["--set", "model.name=nope"], USAGE, "unknown model 'nope'"),
+    (TRAIN + ["--set", "experiment=nope"], USAGE, "unknown experiment 'nope'"),
+    (TRAIN + ["--set", "model=1"], USAGE, "'model' names the model: give a name, got 1"),
+    (TRAIN + ["--set", "gamma=1"], USAGE, "a bare name is a train setting; did you mean 'model"),
     (TRAIN + ["--set", "nonsense=1"], USAGE, "unknown setting 'nonsense'"),
     (TRAIN + ["--set", "model.gama=1"], USAGE, "unknown model settings ['gama']"),
     (TRAIN + ["--set", "data.dm=3"], USAGE, "unknown data settings ['dm']"),
@@ -113,10 +124,34 @@ CASES = [
     (TRAIN + ["--experiment", "nope"], USAGE, "unknown experiment 'nope'"),
     (TRAIN + ["--experiment", "nomodule:X"], USAGE, "cannot import 'nomodule'"),
     (TRAIN + ["--experiment", "{root}/missing.py:X"], USAGE, "missing.py does not exist"),
+    (
+        TRAIN + ["--experiment", "{root}/raises.py:X"],
+        FAILURE,
+        "raises.py failed while it was imported: NameError: name 'undefined_name' is not defined",
+    ),
+    (TRAIN + ["--experiment", "{root}/raises.py:X"], FAILURE, "raises.py, line 3); fix it there"),
+    (TRAIN + ["--experiment", "{root}/raises.py:X"], FAILURE, "`dmvae --debug train ...` for"),
+    (TRAIN + ["--experiment", "{root}/fails.py:X"], FAILURE, "RuntimeError: no GPU here"),
+    (
+        TRAIN + ["--experiment", "{root}/needs.py:X"],
+        FAILURE,
+        "ModuleNotFoundError: No module named 'dmvae_no_such_dependency'",
+    ),
     (TRAIN + ["--epochs", "abc"], USAGE, "invalid int value: 'abc'"),
     (TRAIN + ["--config", "{root}/missing.toml"], USAGE, "no config file"),
     (TRAIN + ["--config", "{root}/bad.toml"], USAGE, "is not valid TOML"),
     (TRAIN + ["--config", "{root}/odd.toml"], USAGE, "unknown keys ['optim']"),
+    (
+        TRAIN + ["--config", "{root}/v1.toml"],
+        USAGE,
+        "v1.toml: unknown config version 1; this dmvae reads version 2 (and files from before "
+        "versions, which have no `version` key): set version = 2 or remove the key",
+    ),
+    (
+        TRAIN + ["--config", "{root}/v3.json"],
+        USAGE,
+        "v3.json: config version 3 is newer than this dmvae reads (version 2); upgrade dmvae",
+    ),
     (["train", "--set", "lr=1"], USAGE, "give the run directory: --out RUN_DIR"),
     # the file system and existing runs
     (TRAIN[:-1] + ["{root}/a-file"], USAGE, "is a file, not a directory"),
@@ -127,6 +162,17 @@ CASES = [
         "train.lr: saved 0.001, now 0.5",
     ),
     (FOLDER + ["--resume", "--out", "{root}/empty-run"], FAILURE, "no checkpoint in"),
+    (
+        FOLDER + ["--out", "{root}/no-checkpoint"],
+        USAGE,
+        "stopped before its first checkpoint, so there is nothing to resume; start it again "
+        "with --overwrite, or choose another --out",
+    ),
+    (
+        FOLDER + ["--resume", "--out", "{root}/no-checkpoint"],
+        FAILURE,
+        "nothing to resume; start it again with --overwrite instead of --resume",
+    ),
     (FOLDER + ["--resume", "--out", "{root}/locked"], FAILURE, "being written by another process"),
     (
         ["train", "--data-root", "{root}/empty-data", "--out", "{new}"],
@@ -158,6 +204,16 @@ CASES = [
     (["evaluate", "{root}/done", "--fid", "bogus"], USAGE, "invalid choice: 'bogus'"),
     (["evaluate", "{root}/done", "--data-root", "{root}"], USAGE, "reads no data folder"),
     (["evaluate", "{root}/corrupt", "--metrics", "latent"], FAILURE, "is corrupt or truncated"),
+    (
+        ["evaluate", "{root}/locked", "--metrics", "latent"],
+        FAILURE,
+        "is still training (pid",  # the lock of a live process
+    ),
+    (
+        ["evaluate", "{root}/locked", "--metrics", "latent"],
+        FAILURE,
+        "or evaluate its current checkpoint (step 2) with --allow-running",
+    ),
     (
         ["evaluate", "{root}/truncated", "--metrics", "latent"],
         FAILURE,
@@ -211,3 +267,44 @@ def test_bad_input_gives_one_clear_line_and_changes_nothing(root, capsys, argv, 
         assert len(lines) == 1, err
     assert snapshot(root) == before
     assert not (root / "new").exists()
+
+
+def test_an_experiment_module_that_raises_on_import_names_it_in_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    """`--experiment package.module:X` whose import raises: the module, the exception and the
+    line of the user's code, and how to see the traceback; `--debug` shows the traceback."""
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "exp.py").write_text("import os\n\n\nraise ValueError('bad shapes')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["train", "--experiment", "mypkg.exp:EXPERIMENT", "--out", str(tmp_path / "run")]
+    assert run(argv) == FAILURE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "experiment module mypkg.exp failed while it was imported: ValueError: bad shapes" in err
+    assert f"({package / 'exp.py'}, line 4)" in err
+    assert "(run `dmvae --debug train ...` for the traceback)" in err
+    with pytest.raises(Exception, match="failed while it was imported") as raised:
+        main(["--debug", *argv])
+    assert isinstance(raised.value.__cause__, ValueError)  # the user's traceback is chained
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("given", [["--model", "mvae"], ["--set", "model=mvae"]])
+@pytest.mark.parametrize("more", [[], ["--set", "model.name=mvae"]])
+def test_set_model_is_the_model_flag_and_suggestions_name_only_settings_that_exist(
+    capsys, given, more
+):
+    """config.json spells the model's name model.name: `--set model=X` and `model.name=X` name
+    the model as --model does; an unknown key is answered only with keys that exist."""
+    assert main(["train", *given, *more, "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["name"] == "mvae"
+    assert run(["train", "--set", "nonsense=1", "--print-config"]) == USAGE
+    err = capsys.readouterr().err
+    assert "model.nonsense" not in err and "data.nonsense" not in err and "--print-config" in err
+    assert run(["train", "--model", "mvae", "--set", "gama=1", "--print-config"]) == USAGE
+    assert "model.gamma" not in capsys.readouterr().err  # MVAE has no gamma
+    assert run(["train", "--set", "gama=1", "--print-config"]) == USAGE  # DMVAE has one
+    assert "did you mean 'model.gamma'?" in capsys.readouterr().err

@@ -68,3 +68,33 @@ def test_train_points_to_print_config_and_classifiers_describes_itself(capsys, m
     assert "--print-config` shows the resolved values" in help_text(capsys, "train")
     page = help_text(capsys, "classifiers")
     assert "score coherence" in page and "trains a missing classifier on first use" in page
+
+
+def test_amp_help_says_what_it_does_on_the_cpu(capsys):
+    """--amp runs on the CPU too (CPU bfloat16 autocast): the help says so, and a step on the
+    CPU does compute under it."""
+    import torch
+
+    from dmvae.data import MultimodalData
+    from dmvae.experiments import TensorExperiment
+    from dmvae.models import get_model
+    from dmvae.training.step import TrainStep
+
+    text = " ".join(help_text(capsys, "train").split())
+    assert "bfloat16 autocast, on whichever device trains" in text and "on the CPU it runs" in text
+    data = MultimodalData.from_tensors({"a": torch.rand(8, 3), "b": torch.rand(8, 2)})
+    exp = TensorExperiment("amp-check", data, data)
+    spec = get_model("mvae")
+    model = spec.model(
+        *exp.networks(exp.data_config(), 4), exp.likelihoods(None, 0.75), spec.config(latent_dim=4)
+    )
+    seen = []
+    real_loss = model.loss
+
+    def loss(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu"))
+        return real_loss(*args, **kwargs)
+
+    model.loss = loss
+    TrainStep(model, 1e-3, amp=True)(next(data.batches(8, shuffle=False)), 1.0)
+    assert seen == [torch.bfloat16]

@@ -519,7 +519,7 @@ def test_old_metrics_files_merge_their_unknown_results_as_stale(tmp_path, monkey
     marked stale (their checkpoint is unknown); an unreadable one is refused, not overwritten."""
 
     def at_step(run_dir, settings, device="cpu"):
-        ctx = fake_context(run_dir, settings, device)
+        ctx = fake_context(Path(run_dir), settings, device)
         ctx.step = 7
         return ctx
 
@@ -700,3 +700,98 @@ def test_a_classifier_cached_for_other_data_is_not_reused(tmp_path, monkeypatch)
     current["set"] = "a"
     again = clf.load_classifier("mnist", read_only)
     assert clf.describe(again)["weights"] == clf.describe(first)["weights"]
+
+
+def test_evaluation_holds_the_run_and_a_running_training_is_evaluated_only_when_allowed(
+    tmp_path, monkeypatch, capsys
+):
+    """A second evaluation is refused, and so is a run whose training holds its lock, unless
+    --allow-running: then the results say they were taken while training ran, at which step.
+    A training does not start while an evaluation holds the run."""
+    import os
+    import socket
+
+    from torch import nn
+
+    from dmvae.checkpoints import save_checkpoint
+    from dmvae.cli import main
+    from dmvae.training import CHECKPOINT
+    from dmvae.training.rundir import EVAL_LOCK, LOCK, RunLocked, evaluation_lock, locked
+
+    def at_step_7(run_dir, settings, device="cpu"):
+        ctx = fake_context(Path(run_dir), settings, device)
+        ctx.step = 7
+        return ctx
+
+    monkeypatch.setattr(suite, "build_context", at_step_7)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    save_checkpoint(run / CHECKPOINT, nn.Linear(1, 1), {}, {}, {"step": 7})
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": 0}
+    (run / LOCK).write_text(json.dumps({**me, "command": "train"}))
+    argv = ["evaluate", str(run), "--metrics", "latent", "--no-progress", "--device", "cpu"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{run} is still training (pid {os.getpid()} on {me['host']}, since " in err
+    assert "wait for it to finish, or evaluate its current checkpoint (step 7) with " in err
+    assert "--allow-running (the results are marked as taken while training ran)" in err
+    assert not (run / "eval").exists() and not (run / EVAL_LOCK).exists()
+
+    assert main([*argv, "--allow-running"]) == 0
+    written = json.loads((run / "eval" / "metrics.json").read_text())
+    assert written["provenance"]["latent"]["while_training"] is True
+    assert written["provenance"]["latent"]["step"] == 7
+    md = (run / "eval" / "metrics.md").read_text()
+    assert "**Taken while training ran** (`--allow-running`): latent at step 7" in md
+    assert "| latent (while training) | 7 |" in md
+    assert (run / LOCK).exists() and not (run / EVAL_LOCK).exists()  # the training's is kept
+
+    (run / LOCK).unlink()  # training finished
+    capsys.readouterr()
+    with evaluation_lock(run):  # an evaluation holds the run ...
+        assert main(argv) == 1  # ... a second one is refused
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert f"{run} is being evaluated by another process (pid {os.getpid()}" in err
+        assert "wait for it to finish (its results are merged into eval/metrics.json)" in err
+        with pytest.raises(RunLocked, match="is being evaluated by another process"):
+            with locked(run):  # and so is a training
+                pass
+    assert main(argv) == 0
+    written = json.loads((run / "eval" / "metrics.json").read_text())
+    assert "while_training" not in written["provenance"]["latent"]  # re-run: the mark is gone
+    assert "while training" not in (run / "eval" / "metrics.md").read_text()
+    assert not (run / LOCK).exists() and not (run / EVAL_LOCK).exists()
+
+
+def test_a_probe_stopped_at_its_iteration_limit_is_recorded_and_marked_not_left_on_the_console(
+    tmp_path, monkeypatch
+):
+    """A probe forced to stop after one Newton step: no ConvergenceWarning reaches the console;
+    metrics.json's latent provenance names the probes and metrics.md marks their numbers."""
+    import functools
+    import warnings
+
+    from dmvae.evaluation import latent as latent_module
+
+    monkeypatch.setattr(suite, "build_context", fake_context)
+    capped = functools.partial(latent_module.latent_accuracy, max_iter=1)
+    monkeypatch.setattr(suite, "latent_accuracy", capped)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = evaluate_run(tmp_path, metrics=["latent"], progress=False)
+    assert not [w for w in caught if "converg" in str(w.message).lower()]
+    assert set(result["latent"]) == {"a", "b", "c", "all"}  # the entry stays accuracies alone
+    unconverged = result["provenance"]["latent"]["unconverged"]["latent"]
+    assert unconverged and set(unconverged) <= set(result["latent"])
+    md = (tmp_path / "eval" / "metrics.md").read_text()
+    first = unconverged[0]
+    assert f"{first} {100 * result['latent'][first]:.1f}*" in md
+    assert "\\* Not converged: these linear probes stopped at their iteration limit" in md
+    assert "| latent (not converged) |" in md
+    monkeypatch.setattr(suite, "latent_accuracy", latent_module.latent_accuracy)
+    again = evaluate_run(tmp_path, metrics=["latent"], progress=False)  # converges: unmarked
+    assert "unconverged" not in again["provenance"]["latent"]
+    assert "Not converged" not in (tmp_path / "eval" / "metrics.md").read_text()

@@ -114,9 +114,15 @@ def test_download_explains_where_to_get_it(tmp_path):
 
 
 def test_cache_is_used_and_rebuilt_when_the_file_list_changes(copy_root, monkeypatch):
-    first = polymnist.load_polymnist(copy_root, "train")
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        first = polymnist.load_polymnist(copy_root, "train")
+    finally:
+        os.umask(previous)
     cache = copy_root / "MMNIST" / "train" / polymnist.CACHE_NAME
-    assert cache.exists()
+    assert cache.stat().st_mode & 0o777 == 0o644  # a shared data folder serves everyone
     calls = []
     decode = polymnist.decode
     monkeypatch.setattr(polymnist, "decode", lambda *a: calls.append(1) or decode(*a))

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from dmvae.checkpoints import read_checkpoint
+from dmvae.cli import main
 from dmvae.config import RunConfig
 from dmvae.errors import ConfigError, TrainingDiverged
 from dmvae.models.mvae import MVAE
@@ -149,6 +150,120 @@ def test_a_nan_before_the_first_checkpoint_names_no_checkpoint(tmp_path, data, m
     with pytest.raises(TrainingDiverged, match="no checkpoint was written yet") as err:
         train(config(data, tmp_path / "run", max_steps=5))
     assert "kept in" not in str(err.value)
+
+
+def test_a_run_stopped_by_a_nan_before_its_first_checkpoint_is_started_again_not_resumed(
+    tmp_path, data, monkeypatch, capsys
+):
+    """No circle between "continue with --resume" and "start without --resume": both the plain
+    command and --resume point to --overwrite, which starts the run again."""
+    real_loss = MVAE.loss
+
+    def nan_loss(self, *args, **kwargs):
+        terms = real_loss(self, *args, **kwargs)
+        terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    out = tmp_path / "run"
+    argv = _train_command(data, out, 5)[3:]
+    monkeypatch.setattr(MVAE, "loss", nan_loss)
+    assert main(argv) == 1
+    assert "then start the run again with --overwrite" in capsys.readouterr().err
+    monkeypatch.setattr(MVAE, "loss", real_loss)
+    assert (out / "config.json").exists() and not (out / CHECKPOINT).exists()
+    assert _exits(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--resume" not in err, err
+    assert f"{out} holds a run that stopped before its first checkpoint, so there is nothing" in err
+    assert "start it again with --overwrite, or choose another --out" in err
+    assert main([*argv, "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"--resume: the run in {out} stopped before its first checkpoint" in err
+    assert "start it again with --overwrite instead of --resume" in err
+    assert main([*argv, "--overwrite"]) == 0
+    assert read_checkpoint(out / CHECKPOINT)[1]["info"]["step"] == 5
+
+
+def _exits(argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return exit.code
+
+
+def test_a_checkpoint_write_that_fails_keeps_the_previous_one_and_says_so(
+    tmp_path, data, monkeypatch, capsys
+):
+    """A full disk during the second checkpoint: one line with the path, the error, the kept
+    step and the fix; the first checkpoint is whole, no temporary file or lock is left, and
+    --resume finishes the run."""
+    import errno
+
+    from dmvae import checkpoints
+
+    real_save, calls = checkpoints.save_file, {"n": 0}
+
+    def full_disk(tensors, filename, metadata=None):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with open(filename, "wb") as f:
+                f.write(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(tensors, filename, metadata=metadata)
+
+    out = tmp_path / "run"
+    argv = _train_command(data, out, 4)[3:]
+    monkeypatch.setattr(checkpoints, "save_file", full_disk)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert (
+        f"cannot write the checkpoint of step 4 to {out / CHECKPOINT}: No space left on device; "
+        "the previous checkpoint (step 2) is kept; free disk space, then continue with --resume"
+    ) in err
+    assert read_checkpoint(out / CHECKPOINT)[1]["info"]["step"] == 2
+    assert not list(out.glob("*.tmp*")) and not (out / LOCK).exists()
+    monkeypatch.setattr(checkpoints, "save_file", real_save)
+    assert main([*argv, "--resume"]) == 0
+    assert read_checkpoint(out / CHECKPOINT)[1]["info"]["step"] == 4
+
+
+FILE_SIZE_LIMIT = """
+import resource, signal, sys
+from dmvae.training import state
+real = state.save
+def save(path, *args):  # after the first checkpoint, files may not reach half its size
+    if path.exists():
+        half = path.stat().st_size // 2
+        resource.setrlimit(resource.RLIMIT_FSIZE, (half, half))
+    return real(path, *args)
+state.save = save
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG
+from dmvae.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_file_size_limit_in_a_checkpoint_write_is_one_line_and_keeps_the_previous_one(
+    tmp_path, data
+):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+    args = _train_command(data, out, 4)[3:]
+    done = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMIT, *args], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"cannot write the checkpoint of step 4 to {out / CHECKPOINT}: File too large" in (
+        done.stderr
+    )
+    assert "previous checkpoint (step 2) is kept; raise the file size limit (ulimit -f)" in (
+        done.stderr
+    )
+    assert read_checkpoint(out / CHECKPOINT)[1]["info"]["step"] == 2
+    assert not list(out.glob("*.tmp*")) and not (out / LOCK).exists()
 
 
 def _train_command(data, out, steps: int) -> list[str]:

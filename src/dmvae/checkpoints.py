@@ -9,6 +9,8 @@ half-written checkpoint and the previous one stays valid until the new one is co
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +68,20 @@ def save_checkpoint(
         "optimizers": json.dumps(optim_meta),
     }
     with atomic_path(path, fsync=True) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as err:  # its I/O errors (a full disk) as the OSError they are
+            raise _os_error(err, path) from err
+
+
+def _os_error(err: SafetensorError, path: Path) -> OSError:
+    """safetensors reports a failed write as "... I/O error: No space left on device (os error
+    28)": the OSError with that errno, so that callers see a file system error."""
+    found = re.search(r"os error (\d+)", str(err))
+    if found is None:
+        return OSError(f"{path}: {err}")
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), str(path))
 
 
 def read_metadata(path: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ is type-checked (`dmvae.settings`) before a model, a data set or a file is touch
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from collections.abc import Mapping
@@ -118,7 +119,8 @@ class RunConfig:
         """The paper's settings of `model` on `experiment` (the defaults where it has none),
         then `overrides` ("train.lr": 1e-3, "model.gamma": 10, ...)."""
         exp, spec = get_experiment(experiment), get_model(model)
-        preset, given = spec.preset(exp.name), group(overrides or {})
+        classes = {"model": spec.config, "data": exp.data_config}
+        preset, given = spec.preset(exp.name), group(overrides or {}, classes)
         train = {**exp.train_defaults, **preset.train, **given["train"]}
         return cls(
             experiment=experiment,
@@ -130,7 +132,7 @@ class RunConfig:
 
     def override(self, values: Mapping[str, Any]) -> RunConfig:
         """A copy with `values` set, by dotted key; every value is type-checked."""
-        given = group(values)
+        given = group(values, {"model": type(self.model_config), "data": type(self.data)})
         return RunConfig(
             self.experiment,
             self.model,
@@ -155,11 +157,7 @@ class RunConfig:
         before the version key existed are read as the code of that time meant them."""
         unrecorded = _unrecorded(run)
         run = _migrate(run) if "version" not in run else run
-        if run.get("version") != VERSION:
-            raise ConfigError(
-                f"config version {run.get('version')!r} is newer than this dmvae reads "
-                f"({VERSION}); upgrade dmvae"
-            )
+        check_version(run["version"], "config.json")
         model = dict(run.get("model") or {})
         name = model.pop("name", None)
         if not isinstance(name, str) or "experiment" not in run:
@@ -186,7 +184,8 @@ class RunConfig:
         its experiment and model, then the file's settings, then `overrides`. `experiment` and
         `model` (the CLI's flags) replace the file's names."""
         values = read_file(Path(path))
-        values.pop("version", None)
+        if "version" in values:
+            check_version(values.pop("version"), str(path))
         model_section = dict(values.pop("model", {}) or {})
         names = {
             "experiment": experiment or values.pop("experiment", None),
@@ -240,29 +239,92 @@ def data_folder_key(experiment: str) -> str:
     return key
 
 
-def group(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Dotted settings by section: {"train": {"lr": ...}, "model": {...}, "data": {...}}."""
+# `--set` keys that name the run's experiment or model (as config.json spells them) rather
+# than set a value: the CLI takes them as --experiment / --model (`take_names`).
+NAME_KEYS = {"experiment": "experiment", "model": "model", "model.name": "model"}
+
+
+def take_names(values: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """The experiment and model that `values` name (`NAME_KEYS`), and the other settings."""
+    names: dict[str, str] = {}
+    rest: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in NAME_KEYS:
+            rest[key] = value
+            continue
+        name = NAME_KEYS[key]
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key!r} names the {name}: give a name, got {value!r}")
+        if names.get(name, value) != value:
+            raise ConfigError(
+                f"the {name} is named twice, {names[name]!r} and {value!r}; give one name"
+            )
+        names[name] = value
+    return names, rest
+
+
+def group(
+    values: Mapping[str, Any], classes: Mapping[str, type] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Dotted settings by section: {"train": {"lr": ...}, "model": {...}, "data": {...}}.
+    `classes`, the dataclass of each section, lets an unknown bare key be answered with the
+    sections that do have it."""
     grouped: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for key, value in values.items():
-        section, name = split_key(key)
+        section, name = split_key(key, classes)
         grouped[section][name] = value
     return grouped
 
 
-def split_key(key: str) -> tuple[str, str]:
+def split_key(key: str, classes: Mapping[str, type] | None = None) -> tuple[str, str]:
     """("train", "lr") for "train.lr" or "lr"; "model_config.X" is read as "model.X"."""
+    if key in NAME_KEYS:
+        raise ConfigError(
+            f"{key!r} names the {NAME_KEYS[key]}, it is not a setting: choose it with "
+            f"`dmvae train --{NAME_KEYS[key]} NAME` (or {key} in a --config file)"
+        )
     section, dot, name = key.partition(".")
     if not dot:
         if key not in settings.field_types(TrainSettings):
-            raise ConfigError(
-                f"unknown setting {key!r}: name train, model and data settings as "
-                f"'train.{key}', 'model.{key}' or 'data.{key}'"
-            )
+            raise ConfigError(f"unknown setting {key!r}: {_suggest(key, classes)}")
         return "train", key
     section = "model" if section == "model_config" else section
     if section not in SECTIONS or not name:
         raise ConfigError(f"unknown setting {key!r}: keys start with train., model. or data.")
     return section, name
+
+
+def _suggest(key: str, classes: Mapping[str, type] | None) -> str:
+    """What an unknown bare key may have meant: only names that exist."""
+    known = {"train": TrainSettings, **(classes or {})}
+    fields = {f"{s}.{k}" for s, cls in known.items() for k in settings.field_types(cls)}
+    same = sorted(f for f in fields if f.partition(".")[2] == key)
+    if same:
+        return f"a bare name is a train setting; did you mean {' or '.join(map(repr, same))}?"
+    close = difflib.get_close_matches(key, sorted({f.partition(".")[2] for f in fields}), n=3)
+    close = sorted(f for f in fields if f.partition(".")[2] in close)
+    hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+    return (
+        f"{hint}settings are named train.KEY, model.KEY or data.KEY; `dmvae train ... "
+        "--print-config` lists them"
+    )
+
+
+def check_version(version: Any, where: str) -> None:
+    """Refuse a config whose `version` this dmvae does not know: a newer one may mean its
+    keys otherwise, and any other value is a typo."""
+    if isinstance(version, int) and not isinstance(version, bool) and version == VERSION:
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        raise ConfigError(
+            f"{where}: config version {version} is newer than this dmvae reads (version "
+            f"{VERSION}); upgrade dmvae"
+        )
+    raise ConfigError(
+        f"{where}: unknown config version {version!r}; this dmvae reads version {VERSION} (and "
+        f"files from before versions, which have no `version` key): set version = {VERSION} or "
+        "remove the key"
+    )
 
 
 def read_file(path: Path) -> dict[str, Any]:

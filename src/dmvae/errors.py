@@ -2,7 +2,16 @@
 
 
 class DmvaeError(Exception):
-    """Base class for user-facing errors."""
+    """Base class for user-facing errors. `traceback_hint`: the CLI adds how to see the
+    traceback (`dmvae --debug`), for errors whose cause lies in a traceback (the user's code)."""
+
+    traceback_hint = False
+
+
+class UserCodeError(DmvaeError):
+    """The user's own code (an experiment module) raised; its traceback is the way to the fix."""
+
+    traceback_hint = True
 
 
 class DataError(DmvaeError):

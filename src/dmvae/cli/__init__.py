@@ -71,14 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def error_line(err: DmvaeError | OSError, command: str) -> str:
-    """One line for an error: a `DmvaeError`'s message; for a file system error the path and
-    the problem ("runs/x: File exists"), and how to see where it happened."""
+    """One line for an error: a `DmvaeError`'s message (and, for an error in the user's code,
+    how to see its traceback); for a file system error the path and the problem ("runs/x: File
+    exists"), and how to see where it happened."""
+    hint = f" (run `dmvae --debug {command} ...` for the traceback)"
     if isinstance(err, DmvaeError):
-        return str(err)
+        return str(err) + (hint if err.traceback_hint else "")
     paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
     where = "".join(f"{p}: " for p in paths)
     problem = err.strerror or str(err) or type(err).__name__
-    return f"{where}{problem} (run `dmvae --debug {command} ...` for the traceback)"
+    return f"{where}{problem}{hint}"
 
 
 if __name__ == "__main__":

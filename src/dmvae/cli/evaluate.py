@@ -99,6 +99,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the evaluation's random seed: samples, test subset, probes and GMM "
         "(default: %(default)s)",
     )
+    p.add_argument(
+        "--allow-running",
+        action="store_true",
+        help="evaluate the current checkpoint of a run whose training is still running; "
+        "metrics.json and metrics.md mark the results as taken while training ran (default: "
+        "refuse such a run until its training stops)",
+    )
     options.add_no_progress(p)
     p.set_defaults(func=run)
 
@@ -139,7 +146,12 @@ def run(args: argparse.Namespace) -> int:
     from dmvae.data.sources import download_bars
 
     with download_bars(settings.progress):
-        evaluate_run(args.run_dir, settings=settings, device=resolve_device(args.device))
+        evaluate_run(
+            args.run_dir,
+            settings=settings,
+            device=resolve_device(args.device),
+            allow_running=args.allow_running,
+        )
     out = Path(args.run_dir) / "eval"
     print((out / "metrics.md").read_text())
     print(f"metrics, grids and the GMM written to {out}")

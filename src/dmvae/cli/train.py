@@ -105,15 +105,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--amp",
         action="store_true",
-        help="train in bfloat16 autocast on CUDA (default: off, float32)",
+        help="train in bfloat16 autocast, on whichever device trains: on CUDA it is faster; "
+        "on the CPU it runs too (CPU autocast), but is slower than float32 on CPUs without "
+        "AVX-512 or AMX (default: off, float32)",
     )
     options.add_data_root(p)
     options.add_download(p)
     options.add_set(
         p,
         "override any setting: train.KEY, model.KEY or data.KEY, e.g. --set model.gamma=10 "
-        "--set data.noise_std=0.5; repeatable, a wrong name lists the valid ones (default: "
-        "none)",
+        "--set data.noise_std=0.5 (a bare KEY is train.KEY; model=NAME, model.name=NAME and "
+        "experiment=NAME are --model and --experiment); repeatable, a wrong name is answered "
+        "with the names that exist (default: none)",
     )
     p.add_argument(
         "--resume",
@@ -161,15 +164,20 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def resolve(args: argparse.Namespace):
     """The run config the command line describes."""
-    from dmvae.config import RunConfig
+    from dmvae.config import RunConfig, take_names
     from dmvae.errors import ConfigError
 
+    named, values = take_names(overrides(args))
+    for key, name in named.items():  # `--set model=X` / `model.name=X` is `--model X`
+        flag = getattr(args, key)
+        if flag and flag != name:
+            raise ConfigError(f"--{key} {flag} and --set {key}={name} disagree; give one of them")
+    names = {"experiment": args.experiment, "model": args.model, **named}
     if args.config:
-        return RunConfig.from_file(args.config, args.experiment, args.model, overrides(args))
+        return RunConfig.from_file(args.config, names["experiment"], names["model"], values)
     if args.out is None and not args.print_config:
         raise ConfigError("give the run directory: --out RUN_DIR (or train.out in --config)")
-    names = {"experiment": args.experiment, "model": args.model}
-    return RunConfig.preset(**{k: v for k, v in names.items() if v}, overrides=overrides(args))
+    return RunConfig.preset(**{k: v for k, v in names.items() if v}, overrides=values)
 
 
 def run(args: argparse.Namespace) -> int:

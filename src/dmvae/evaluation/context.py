@@ -32,8 +32,10 @@ def default_style(model: MultimodalVAE) -> str:
 class EvalContext:
     """One evaluation's shared state. Metrics draw from `generator` in registry order, so the
     numbers depend on which metrics ran before; `step` is the checkpoint's training step (the
-    provenance of every result), `gmm` holds the ex-post GMM once fitted or loaded, and
-    `timings` the seconds each step took."""
+    provenance of every result), `gmm` holds the ex-post GMM once fitted or loaded,
+    `timings` the seconds each step took, `while_training` whether the run's training was
+    still running (`--allow-running`), and `notes` what a metric records in its provenance
+    about its own results (probes that did not converge)."""
 
     run_dir: Path
     model: MultimodalVAE
@@ -52,6 +54,8 @@ class EvalContext:
     step: int | None = None
     gmm: GMMSampler | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    while_training: bool = False
+    notes: dict[str, dict] = field(default_factory=dict)
     _classifier_info: dict[str, dict] | None = None
 
     @property

@@ -25,6 +25,24 @@ def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1f}"
 
 
+def _probe(metrics: dict, entry: str, key: str) -> str:
+    """A probe accuracy in %, marked * when the probe stopped before converging."""
+    value = metrics.get(entry, {}).get(key)
+    return _pct(value) + ("*" if key in _unconverged(metrics).get(entry, ()) else "")
+
+
+def _unconverged(metrics: dict) -> dict[str, list[str]]:
+    return metrics.get("provenance", {}).get("latent", {}).get("unconverged", {})
+
+
+def _latent_line(metrics: dict) -> list[str]:
+    lat = metrics.get("latent", {})
+    if not lat:
+        return []
+    shown = ", ".join(f"{k} {_probe(metrics, 'latent', k)}" for k in lat)
+    return ["", f"Latent accuracy (%): {shown}"]
+
+
 def _one_row_table(columns: dict[str, str]) -> list[str]:
     """A table of one row: each column's header beside its value, so that they cannot drift."""
     return table(list(columns), [list(columns.values())])
@@ -36,16 +54,16 @@ def _fid_name(fid: dict) -> str:
 
 def mnist_svhn_table(metrics: dict) -> list[str]:
     """The paper's Tables 1-3 for one run (x1 = MNIST, x2 = SVHN)."""
-    lat, coh, fid = metrics.get("latent", {}), metrics.get("coherence", {}), metrics.get("fid", {})
+    coh, fid = metrics.get("coherence", {}), metrics.get("fid", {})
     joint = metrics.get("joint_coherence", {})
     return [
         "Latent accuracy and coherence (in %; x1 = MNIST, x2 = SVHN), as the paper's Table 1:",
         "",
         *_one_row_table(
             {
-                "latent x1": _pct(lat.get("mnist")),
-                "latent x2": _pct(lat.get("svhn")),
-                "aggregated": _pct(lat.get("all")),
+                "latent x1": _probe(metrics, "latent", "mnist"),
+                "latent x2": _probe(metrics, "latent", "svhn"),
+                "aggregated": _probe(metrics, "latent", "all"),
                 "joint (prior)": _pct(joint.get("prior")),
                 "joint (GMM)": _pct(joint.get("gmm")),
                 "x1->x2": _pct(coh.get("mnist->svhn")),
@@ -102,15 +120,12 @@ def polymnist_table(metrics: dict) -> list[str]:
         ),
     }
     lines = ["PolyMNIST, coherence by number of given modalities:", "", *_one_row_table(columns)]
-    lat = metrics.get("latent", {})
-    if lat:
-        lines += ["", "Latent accuracy (%): " + ", ".join(f"{k} {_pct(v)}" for k, v in lat.items())]
-    return lines
+    return lines + _latent_line(metrics)
 
 
 def summary_table(metrics: dict) -> list[str]:
     """Coherence, class-specific distance and latent accuracy of any run."""
-    lat, coh, fid = metrics.get("latent", {}), metrics.get("coherence", {}), metrics.get("fid", {})
+    coh, fid = metrics.get("coherence", {}), metrics.get("fid", {})
     joint = metrics.get("joint_coherence", {})
     lines = _one_row_table(
         {
@@ -125,9 +140,7 @@ def summary_table(metrics: dict) -> list[str]:
             ),
         }
     )
-    if lat:
-        lines += ["", "Latent accuracy (%): " + ", ".join(f"{k} {_pct(v)}" for k, v in lat.items())]
-    return lines
+    return lines + _latent_line(metrics)
 
 
 def metrics_markdown(metrics: dict, body: Callable[[dict], list[str]] = summary_table) -> str:
@@ -136,7 +149,9 @@ def metrics_markdown(metrics: dict, body: Callable[[dict], list[str]] = summary_
     show as n/a), and where each metric's numbers come from."""
     lines = [f"# {model_title(metrics.get('model', '?'))} on {metrics.get('experiment', '?')}", ""]
     lines += stale_note(metrics)
+    lines += while_training_note(metrics)
     lines += body(metrics)
+    lines += unconverged_note(metrics)
     maps = {k: v for k, v in metrics.get("coherence", {}).items() if "->" in k}
     if maps:
         lines += ["", "Every conditional coherence (%):", ""]
@@ -206,6 +221,38 @@ def stale_note(metrics: dict) -> list[str]:
     ]
 
 
+def unconverged_note(metrics: dict) -> list[str]:
+    """What the * beside a probe accuracy means."""
+    unconverged = _unconverged(metrics)
+    if not unconverged:
+        return []
+    which = "; ".join(f"{entry} {', '.join(keys)}" for entry, keys in unconverged.items())
+    return [
+        "",
+        f"\\* Not converged: these linear probes stopped at their iteration limit before "
+        f"converging ({which}); their accuracies may be low.",
+    ]
+
+
+def while_training_note(metrics: dict) -> list[str]:
+    """A warning naming the metrics computed while the run's training was still running."""
+    running = {k: p for k, p in metrics.get("provenance", {}).items() if p.get("while_training")}
+    if not running:
+        return []
+    steps = ", ".join(f"{name} at step {_step(p.get('step'))}" for name, p in running.items())
+    return [
+        f"**Taken while training ran** (`--allow-running`): {steps}; the run was still "
+        f"training. Evaluate it again once its training has finished.",
+        "",
+    ]
+
+
+def _marks(p: dict) -> str:
+    labels = {"stale": "stale", "while_training": "while training", "unconverged": "not converged"}
+    marks = [label for key, label in labels.items() if p.get(key)]
+    return f" ({', '.join(marks)})" if marks else ""
+
+
 def provenance_table(metrics: dict) -> list[str]:
     """Per metric: checkpoint step, seed, date and the settings its numbers depend on."""
     provenance = metrics.get("provenance", {})
@@ -213,7 +260,7 @@ def provenance_table(metrics: dict) -> list[str]:
         return []
     rows = [
         [
-            name + (" (stale)" if p.get("stale") else ""),
+            name + _marks(p),
             _step(p.get("step")),
             str(p.get("seed", "?")),
             str(p.get("date", "?")),

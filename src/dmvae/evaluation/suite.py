@@ -110,6 +110,9 @@ def latent(ctx: EvalContext) -> dict:
     }
     if ctx.model.has_style:
         out["latent_style"] = style_accuracy(ctx.model, ctx.train, ctx.test, seed=s.seed)
+    unconverged = {k: list(v.unconverged) for k, v in out.items() if v.unconverged}
+    if unconverged:  # probes stopped at their iteration limit: their provenance says so
+        ctx.notes["latent"] = {"unconverged": unconverged}
     return out
 
 
@@ -214,10 +217,15 @@ def evaluate_run(
     *,
     settings: EvalSettings | None = None,
     device: torch.device | str = "cpu",
+    allow_running: bool = False,
     **options: Any,
 ) -> dict:
     """Evaluate a trained run; writes eval/metrics.{json,md} and grids, and returns what
     metrics.json now holds.
+
+    The run is held while it is evaluated (`rundir.evaluation_lock`): a second evaluation, or
+    one of a run whose training still runs, is refused; `allow_running` evaluates the current
+    checkpoint of a running training instead, and marks each result `while_training`.
 
     Pass an `EvalSettings`, or its fields as keyword arguments (`metrics=["latent"]`, ...).
 
@@ -240,7 +248,17 @@ def evaluate_run(
     if settings is not None and options:
         raise ConfigError(f"pass settings or their fields, not both (got {sorted(options)})")
     settings = settings or EvalSettings(**options)
+    from dmvae.training.rundir import evaluation_lock
+
+    with evaluation_lock(Path(run_dir), allow_running) as training:
+        return _evaluate(run_dir, settings, device, training)
+
+
+def _evaluate(
+    run_dir: str | Path, settings: EvalSettings, device: torch.device | str, training: Any
+) -> dict:
     ctx = build_context(run_dir, settings, device)
+    ctx.while_training = training is not None
     path = ctx.out_dir / "metrics.json"
     old = read_metrics(path)
     provenance = _kept_provenance(old, ctx)
@@ -320,6 +338,8 @@ def _provenance(ctx: EvalContext, name: str, before: Sequence[str]) -> dict:
         "date": datetime.now(timezone.utc).isoformat(),
         "after": list(before),
         "settings": {k: effective.get(k, getattr(s, k)) for k in NUMBER_SETTINGS[name]},
+        **({"while_training": True} if ctx.while_training else {}),
+        **ctx.notes.get(name, {}),
     }
     if name in SCORED_BY_CLASSIFIERS and (name != "fid" or s.fid_features == "classifier"):
         used = image_modalities(ctx) if name == "fid" else ctx.model.modalities

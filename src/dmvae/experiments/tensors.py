@@ -110,7 +110,7 @@ def _import_classifier(spec: str, modality: str, where: str) -> nn.Module:
             f"{where}[{modality!r}] = {spec!r}: give 'package.module:attribute', "
             f"'file.py:attribute' or {CNN!r}"
         )
-    found = import_attribute(spec)
+    found = import_attribute(spec, "classifier")
     if not isinstance(found, nn.Module) and callable(found):
         found = found()
     if not isinstance(found, nn.Module):
@@ -342,9 +342,7 @@ def _file_states(folder: Path) -> tuple:
     """Name, size and modification time of each file in `folder` (empty if it is missing)."""
     if not folder.is_dir():
         return ()
-    return tuple(
-        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir())
-    )
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()))
 
 
 def read_folder(folder: Path, noise_std: Mapping[str, float] | None = None) -> MultimodalData:

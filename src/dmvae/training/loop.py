@@ -6,6 +6,7 @@ Under torchrun (WORLD_SIZE > 1) it trains data-parallel: see `dmvae.distributed`
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from collections.abc import Iterator, Mapping
@@ -98,7 +99,10 @@ def _loop(config, ctx, step_fn, parts, start: int, resume: bool) -> None:
     def save(step: int) -> None:
         nonlocal last_save
         if ctx.is_main:
-            state.save(out / CHECKPOINT, *parts, step, config.to_dict())
+            try:
+                state.save(out / CHECKPOINT, *parts, step, config.to_dict())
+            except OSError as err:  # the write is atomic: the previous checkpoint is whole
+                raise CheckpointError(_failed_write(out, step, err)) from err
         last_save = time.monotonic()
 
     def check() -> None:
@@ -137,18 +141,46 @@ def _loop(config, ctx, step_fn, parts, start: int, resume: bool) -> None:
             log.close()
 
 
+def _kept_checkpoint(out: Path) -> int | None:
+    """The step of the run's checkpoint, None when there is none."""
+    path = out / CHECKPOINT
+    if not path.exists():
+        return None
+    from dmvae.checkpoints import read_metadata
+
+    return int(read_metadata(path)["info"]["step"])
+
+
 def _kept(out: Path) -> str:
     """What a diverged run leaves, naming only files that exist."""
-    path = out / CHECKPOINT
-    if path.exists():
-        from dmvae.checkpoints import read_metadata
-
-        step = read_metadata(path)["info"]["step"]
+    step = _kept_checkpoint(out)
+    if step is not None:
         return (
-            f"the last good checkpoint (step {step}) is kept in {path}; lower the learning "
-            "rate or check the data, then continue with --resume"
+            f"the last good checkpoint (step {step}) is kept in {out / CHECKPOINT}; lower the "
+            "learning rate or check the data, then continue with --resume"
         )
-    return "no checkpoint was written yet; lower the learning rate or check the data"
+    return (
+        "no checkpoint was written yet; lower the learning rate or check the data, then start "
+        "the run again with --overwrite"
+    )
+
+
+def _failed_write(out: Path, step: int, err: OSError) -> str:
+    """A checkpoint that could not be written (a full disk, a file size limit): the path, the
+    error, what is kept and the fix."""
+    kept = _kept_checkpoint(out)
+    problem = err.strerror or str(err) or type(err).__name__
+    fix = {
+        errno.ENOSPC: "free disk space",
+        errno.EDQUOT: "free space within your disk quota",
+        errno.EFBIG: "raise the file size limit (ulimit -f)",
+    }.get(err.errno, "fix that")
+    if kept is None:
+        left = f"no checkpoint was written before; {fix}, then start the run again with "
+        left += "--overwrite"
+    else:
+        left = f"the previous checkpoint (step {kept}) is kept; {fix}, then continue with --resume"
+    return f"cannot write the checkpoint of step {step} to {out / CHECKPOINT}: {problem}; {left}"
 
 
 def same_run(out: str | Path, config: RunConfig) -> bool:

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from dmvae.config import RunConfig
@@ -35,14 +35,28 @@ def check_start(out: Path, config: RunConfig, resume: bool, overwrite: bool) -> 
         raise ConfigError(f"--out {out} is a file, not a directory; choose another --out")
     if resume:
         check_resume(out, config)
-    elif not overwrite and any((out / name).exists() for name in RUN_FILES):
+    elif not overwrite and not (out / CHECKPOINT).exists() and _holds_run(out):
+        raise ConfigError(
+            f"{out} holds a run that stopped before its first checkpoint, so there is nothing "
+            "to resume; start it again with --overwrite, or choose another --out"
+        )
+    elif not overwrite and _holds_run(out):
         raise ConfigError(
             f"{out} already holds a run; continue it with --resume, replace it with "
             "--overwrite, or choose another --out"
         )
 
 
+def _holds_run(out: Path) -> bool:
+    return any((out / name).exists() for name in RUN_FILES)
+
+
 def check_resume(out: Path, config: RunConfig) -> None:
+    if not (out / CHECKPOINT).exists() and _holds_run(out):
+        raise CheckpointError(
+            f"--resume: the run in {out} stopped before its first checkpoint, so there is "
+            "nothing to resume; start it again with --overwrite instead of --resume"
+        )
     if not (out / CHECKPOINT).exists():
         raise CheckpointError(f"--resume: no checkpoint in {out}; start the run without --resume")
     if not (out / "config.json").exists():
@@ -105,10 +119,17 @@ def remove_leftovers(out: Path) -> list[Path]:
 
 
 @contextmanager
-def locked(out: Path) -> Iterator[None]:
-    """Hold `out/.lock` while writing the run; a lock whose process is gone is taken over."""
-    path = out / LOCK
-    record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+def locked(out: Path, command: str = "train", name: str = LOCK) -> Iterator[None]:
+    """Hold `out/.lock` while writing the run; a lock whose process is gone is taken over.
+    `command` (train, evaluate) is recorded, so that a refused process is told what the
+    holder does."""
+    path = out / name
+    record = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": time.time(),
+        "command": command,
+    }
     for _ in range(2):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -127,18 +148,82 @@ def locked(out: Path) -> Iterator[None]:
 
 
 def _take_over_if_stale(path: Path) -> None:
-    try:
-        holder = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        holder = {}
+    holder = _holder(path)
     pid, host = holder.get("pid"), holder.get("host")
     if host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
         path.unlink(missing_ok=True)  # left by a process that was killed
         return
-    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
-    raise RunLocked(
-        f"{path.parent} is being written by another process (pid {pid} on {host}, since "
-        f"{since}); wait for it to finish, or remove {path} if that process is gone"
+    doing = "evaluated" if holder.get("command") == "evaluate" else "written"
+    error = RunLocked(
+        f"{path.parent} is being {doing} by another process (pid {pid} on {host}, since "
+        f"{_since(holder)}); wait for it to finish, or remove {path} if that process is gone"
+    )
+    error.holder = holder
+    raise error
+
+
+def _holder(path: Path) -> dict:
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _since(holder: dict) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
+
+
+EVAL_LOCK = ".eval.lock"
+
+
+@contextmanager
+def evaluation_lock(run: Path, allow_running: bool = False) -> Iterator[dict | None]:
+    """Hold the run while evaluating it: `.eval.lock` (one evaluation at a time), then its
+    `.lock` (no training starts, resumes or overwrites it meanwhile). A run whose training
+    holds `.lock` is refused, unless `allow_running`: then the training's lock record is
+    yielded (None otherwise), for the results to say they were taken while it ran. A folder
+    that holds no run is left to the loader to refuse."""
+    if not (run / "config.json").is_file():
+        yield None
+        return
+    with ExitStack() as held:
+        try:
+            held.enter_context(locked(run, "evaluate", EVAL_LOCK))
+        except RunLocked as err:
+            raise _refusal(run, err) from None
+        try:
+            held.enter_context(locked(run, "evaluate"))
+            training = None
+        except RunLocked as err:
+            holder = getattr(err, "holder", None)
+            if not allow_running or holder is None or holder.get("command", "train") != "train":
+                raise _refusal(run, err) from None
+            training = holder
+        yield training
+
+
+def _refusal(run: Path, err: RunLocked) -> RunLocked:
+    """Why an evaluation cannot take the run: another evaluation, or its training, holds it."""
+    holder = getattr(err, "holder", None)
+    if holder is None:
+        return err
+    who = f"pid {holder.get('pid')} on {holder.get('host')}, since {_since(holder)}"
+    if holder.get("command", "train") == "evaluate":
+        return RunLocked(
+            f"{run} is being evaluated by another process ({who}); wait for it to finish (its "
+            f"results are merged into eval/metrics.json), or remove {run / EVAL_LOCK} and "
+            f"{run / LOCK} if that process is gone"
+        )
+    from dmvae.checkpoints import read_metadata
+
+    path = run / CHECKPOINT
+    step = read_metadata(path)["info"]["step"] if path.exists() else None
+    now = f"its current checkpoint (step {step})" if step is not None else "its checkpoints"
+    return RunLocked(
+        f"{run} is still training ({who}): wait for it to finish, or evaluate {now} with "
+        "--allow-running (the results are marked as taken while training ran), or remove "
+        f"{run / LOCK} if that process is gone"
     )
 
 

@@ -102,7 +102,20 @@ def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(tmp_path, dat
     assert not (out / LOCK).exists() and not leftover.exists()
 
 
-def test_ctrl_c_saves_after_the_current_step_and_resumes_exactly(tmp_path, data, monkeypatch):
+@pytest.fixture
+def sigint(request):
+    """SIGINT's disposition set to `request.param` for the test and restored afterwards, so
+    that the Ctrl-C tests see what a terminal gives, however pytest was started (a shell
+    without job control starts background jobs with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, request.param)
+    yield request.param
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize("sigint", [signal.default_int_handler], indirect=True)
+def test_ctrl_c_saves_after_the_current_step_and_resumes_exactly(
+    tmp_path, data, monkeypatch, sigint
+):
     full = weights(train(config(data, tmp_path / "full", max_steps=10)))
     real_loss, calls = MVAE.loss, {"n": 0}
 
@@ -120,6 +133,22 @@ def test_ctrl_c_saves_after_the_current_step_and_resumes_exactly(tmp_path, data,
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     resumed = train(config(data, tmp_path / "run", max_steps=10), resume=True)
     assert_same(full, weights(resumed))
+
+
+@pytest.mark.parametrize("sigint", [signal.SIG_IGN], indirect=True)
+def test_an_ignored_sigint_stays_ignored_and_the_run_finishes(tmp_path, data, monkeypatch, sigint):
+    real_loss, calls = MVAE.loss, {"n": 0}
+
+    def interrupted_loss(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] in (3, 4):  # two Ctrl-C, which would stop a run in a terminal at once
+            signal.raise_signal(signal.SIGINT)
+        return real_loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(MVAE, "loss", interrupted_loss)
+    train(config(data, tmp_path / "run", max_steps=6))
+    assert json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])["step"] == 6
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_checkpoints_follow_the_clock_too(tmp_path, data, monkeypatch):

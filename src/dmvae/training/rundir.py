@@ -240,12 +240,20 @@ def _alive(pid: int) -> bool:
 @contextmanager
 def deferred_interrupt() -> Iterator[Callable[[], bool]]:
     """Ctrl-C during training: the first one is noted and the loop stops after the current
-    step (so that the checkpoint it writes is consistent); a second one stops at once."""
-    if threading.current_thread() is not threading.main_thread():
+    step (so that the checkpoint it writes is consistent); a second one stops at once.
+
+    SIGINT's disposition on entry is restored on exit. Where SIGINT is ignored on entry (a job
+    started in the background of a non-interactive shell, `nohup ... &` in a script; Python
+    itself then keeps it ignored), it stays ignored: whoever started the process asked that a
+    Ctrl-C meant for the foreground leave it alone, and the run goes on to its end. It is also
+    left alone where the handler is not Python's (`signal.getsignal` returns None: it could not
+    be restored)."""
+    previous = signal.getsignal(signal.SIGINT)
+    ignored = previous is signal.SIG_IGN or previous is None
+    if threading.current_thread() is not threading.main_thread() or ignored:
         yield lambda: False
         return
     flag = {"set": False}
-    previous = signal.getsignal(signal.SIGINT)
 
     def handler(signum, frame) -> None:
         if flag["set"]:

@@ -64,8 +64,8 @@ class EvalContext:
 
     def classifier_info(self) -> dict[str, dict]:
         """Per modality, which classifier scores it (`classifiers.describe`: kind, source,
-        accuracy when it was trained, weights digest) and its accuracy on this evaluation's
-        test samples, the provenance of every coherence and classifier-feature distance."""
+        accuracy when it was trained, weights digest) and its accuracy on the test split's
+        images, the provenance of every coherence and classifier-feature distance."""
         if self._classifier_info is None:
             from dmvae.evaluation.classifiers import accuracy, describe
 
@@ -73,9 +73,8 @@ class EvalContext:
             self._classifier_info = {}
             for m, classifier in self.classifiers.items():
                 info = describe(classifier, source)
-                if self.test.labelled:
-                    real = self.test.images[m][self.test.index[m]]
-                    info["accuracy_here"] = accuracy(classifier, real, self.test.labels)
+                if self.test.labelled:  # on the split's distinct images, not its pairs
+                    info["accuracy_here"] = accuracy(classifier, *self.test.labelled_images(m))
                 self._classifier_info[m] = info
         return self._classifier_info
 

@@ -198,7 +198,7 @@ def classifier_table(metrics: dict) -> list[str]:
             ]
             for m, c in info.items()
         ]
-        header = ["modality", "classifier", "from", "trained acc. (%)", "acc. here (%)", "weights"]
+        header = ["modality", "classifier", "from", "trained acc. (%)", "acc. now (%)", "weights"]
         lines += ["", f"Classifiers that scored {', '.join(names)}:", "", *table(header, rows)]
     return lines
 

@@ -202,7 +202,10 @@ CASES = [
     (["evaluate", "{root}/done", "--num-real", "1"], USAGE, "num_real=1 is invalid"),
     (["evaluate", "{root}/done", "--metrics", "bogus"], USAGE, "invalid choice: 'bogus'"),
     (["evaluate", "{root}/done", "--fid", "bogus"], USAGE, "invalid choice: 'bogus'"),
-    (["evaluate", "{root}/done", "--data-root", "{root}"], USAGE, "reads no data folder"),
+    # --data-root points the folder experiment's data.path elsewhere (a moved data folder)
+    (["evaluate", "{root}/done", "--data-root", "{root}/empty-data"], FAILURE, "no folder"),
+    (["evaluate", "{root}/done", "--set", "data.noise_std={}"], USAGE, "change what the run"),
+    (["evaluate", "{root}/done", "--set", "train.lr=1"], USAGE, "data settings only"),
     (["evaluate", "{root}/corrupt", "--metrics", "latent"], FAILURE, "is corrupt or truncated"),
     (
         ["evaluate", "{root}/locked", "--metrics", "latent"],

@@ -165,7 +165,6 @@ def main(argv: list[str] | None = None) -> dict:
             "train.epochs": args.epochs,
             "train.max_steps": args.max_steps,
             "train.batch_size": 256,
-            "train.likelihood_scale": 0.1,
         },
     )
     dmvae.train(config)

@@ -121,13 +121,12 @@ class RunConfig:
         exp, spec = get_experiment(experiment), get_model(model)
         classes = {"model": spec.config, "data": exp.data_config}
         preset, given = spec.preset(exp.name), group(overrides or {}, classes)
-        train = {**exp.train_defaults, **preset.train, **given["train"]}
         return cls(
             experiment=experiment,
             model=model,
             model_config=settings.build(spec.config, {**preset.model, **given["model"]}, "model"),
             data=settings.build(exp.data_config, given["data"], "data"),
-            train=settings.build(TrainSettings, train, "train"),
+            train=settings.build(TrainSettings, {**preset.train, **given["train"]}, "train"),
         )
 
     def override(self, values: Mapping[str, Any]) -> RunConfig:

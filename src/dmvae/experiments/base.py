@@ -15,9 +15,7 @@ import importlib.util
 import sys
 import sysconfig
 import traceback
-from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -43,9 +41,6 @@ class Experiment:
 
     name: str = ""
     data_config: type = NoData
-    # Train settings for models that have no preset for this experiment (a model's preset and
-    # the user's settings override them); empty: `TrainSettings`' defaults.
-    train_defaults: Mapping[str, Any] = MappingProxyType({})
     # How `dmvae reproduce` lays out, scores and reports a grid (`ReportLayout`, the paper's
     # experiments); None for the others.
     report: Any = None

@@ -37,9 +37,6 @@ Networks = Callable[[int], tuple[Mapping[str, nn.Module], Mapping[str, nn.Module
 ClassifierSpec = nn.Module | str
 HIDDEN = (400, 400)
 CNN = "cnn"  # the classifier spec that trains the library's small CNN on your labelled images
-# What own data train with where a model has no preset for them: the Laplace scale measured
-# on two own image data sets (docs/own-data.md, "Defaults"); the rest are `TrainSettings`'.
-OWN_DATA_TRAIN = {"likelihood_scale": 0.1}
 
 
 def default_networks(
@@ -198,7 +195,6 @@ class TensorExperiment(Experiment):
     """
 
     data_config = NoData
-    train_defaults = OWN_DATA_TRAIN
 
     def __init__(
         self,
@@ -288,7 +284,6 @@ class FolderExperiment(Experiment):
 
     name = "folder"
     data_config = FolderData
-    train_defaults = OWN_DATA_TRAIN
 
     def __init__(self) -> None:
         self._cache: dict[tuple, MultimodalData] = {}

@@ -183,13 +183,14 @@ def dataset_kinds(dataset: str, root: str | Path) -> list[str]:
 
 
 def training_sets(
-    kind: str, root: str | Path, download: bool = False
+    kind: str, root: str | Path, download: bool = False, verify: bool = True
 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    """(train images, labels), (test images, labels) of a classifier kind."""
+    """(train images, labels), (test images, labels) of a classifier kind (`verify`: check
+    SVHN's MD5 sums, off for custom files in the official format)."""
     if kind == "mnist":
         return load_mnist(root, True, download), load_mnist(root, False, download)
     if kind == "svhn":
-        return load_svhn(root, "train", download), load_svhn(root, "test", download)
+        return tuple(load_svhn(root, split, download, verify) for split in ("train", "test"))
     from dmvae.data.polymnist import load_split
 
     modality = kind.split("-")[1]
@@ -296,9 +297,11 @@ def data_digest(train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor]) -> st
     return tensor_digest(*train, *test)
 
 
-def kind_key(kind: str, root: str | Path, seed: int = 0, download: bool = False) -> str:
+def kind_key(
+    kind: str, root: str | Path, seed: int = 0, download: bool = False, verify: bool = True
+) -> str:
     """The cache key of a benchmark classifier kind on the data under `root`."""
-    return classifier_key(kind, data_digest(*training_sets(kind, root, download)), seed)
+    return classifier_key(kind, data_digest(*training_sets(kind, root, download, verify)), seed)
 
 
 def classifier_dirs(root: str | Path | None = None) -> list[Path]:
@@ -338,11 +341,12 @@ def load_classifier(
     train_if_missing: bool = False,
     seed: int = 0,
     progress: bool = True,
+    verify: bool = True,
 ) -> nn.Module:
     """The cached classifier of `kind` for the data under `root`, in eval mode with frozen
     weights; trains it first if asked to (`progress`: with a progress bar)."""
     _check_kind(kind)
-    key = kind_key(kind, root, seed)
+    key = kind_key(kind, root, seed, verify=verify)
     path = find_classifier(classifier_dirs(root), key)
     if path is None:
         if not train_if_missing:
@@ -351,7 +355,9 @@ def load_classifier(
                 f"{classifier_dirs(root)[0]} or the user cache); run `dmvae classifiers train "
                 f"--dataset {architecture(kind)}` first"
             )
-        path = train_and_cache(kind, root, device=device, seed=seed, progress=progress)[0]
+        path = train_and_cache(
+            kind, root, device=device, seed=seed, progress=progress, verify=verify
+        )[0]
     return read_classifier(
         path, device, fix=f"dmvae classifiers train --dataset {architecture(kind)}"
     )
@@ -400,11 +406,12 @@ def train_and_cache(
     epochs: int | None = None,
     download: bool = False,
     progress: bool = True,
+    verify: bool = True,
 ) -> tuple[Path, dict]:
     """Train a benchmark classifier on its training set, score it on the test set, and cache
     it with the score."""
     _check_kind(kind)
-    train, test = training_sets(kind, root, download)
+    train, test = training_sets(kind, root, download, verify)
     return fit_and_cache(
         kind,
         train,

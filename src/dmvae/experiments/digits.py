@@ -38,7 +38,9 @@ class DigitExperiment(Experiment):
         kinds = self.classifier_kinds(data)
         root = self.data_root(data)
         loaded = {
-            k: load_classifier(k, root, device, train_if_missing=True, progress=progress)
+            k: load_classifier(
+                k, root, device, True, progress=progress, verify=getattr(data, "verify", True)
+            )
             for k in set(kinds.values())
         }
         return {m: loaded[k] for m, k in kinds.items()}

@@ -346,21 +346,57 @@ def load_classifier(
     """The cached classifier of `kind` for the data under `root`, in eval mode with frozen
     weights; trains it first if asked to (`progress`: with a progress bar)."""
     _check_kind(kind)
-    key = kind_key(kind, root, seed, verify=verify)
-    path = find_classifier(classifier_dirs(root), key)
-    if path is None:
-        if not train_if_missing:
-            raise DataError(
-                f"no trained {kind} classifier for the data in {root} (in "
-                f"{classifier_dirs(root)[0]} or the user cache); run `dmvae classifiers train "
-                f"--dataset {architecture(kind)}` first"
-            )
-        path = train_and_cache(
-            kind, root, device=device, seed=seed, progress=progress, verify=verify
-        )[0]
-    return read_classifier(
-        path, device, fix=f"dmvae classifiers train --dataset {architecture(kind)}"
+    train, test = training_sets(kind, root, verify=verify)
+    fix = f"dmvae classifiers train --dataset {architecture(kind)}"
+    missing = (
+        None
+        if train_if_missing
+        else f"no trained {kind} classifier for the data in {root} (in "
+        f"{classifier_dirs(root)[0]} or the user cache); run `{fix}` first"
     )
+    return cached_classifier(
+        kind,
+        train,
+        test,
+        classifier_dirs(root),
+        device=device,
+        seed=seed,
+        progress=progress,
+        missing=missing,
+        fix=fix,
+    )
+
+
+def cached_classifier(
+    kind: str,
+    train: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor],
+    directories: list[Path],
+    *,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+    shape: dict[str, int] | None = None,
+    missing: str | None = None,
+    fix: str = "",
+) -> nn.Module:
+    """The classifier of `kind` cached in `directories` under the key of this data, trained
+    there first (`fit_and_cache`), or, with `missing`, a `DataError` saying how to get it."""
+    path = find_classifier(directories, classifier_key(kind, data_digest(train, test), seed))
+    if path is None:
+        if missing:
+            raise DataError(missing)
+        path, _ = fit_and_cache(
+            kind,
+            train,
+            test,
+            directories,
+            seed=seed,
+            device=device,
+            progress=progress,
+            shape=shape,
+        )
+    return read_classifier(path, device, fix=fix)
 
 
 def read_classifier(path: Path, device: torch.device | str = "cpu", fix: str = "") -> nn.Module:
@@ -392,8 +428,7 @@ def describe(model: nn.Module, source: str = "given by the experiment") -> dict:
     info = dict(
         getattr(model, "provenance", None) or {"kind": type(model).__name__, "source": source}
     )
-    params = list(model.parameters()) + list(model.buffers())
-    info["weights"] = module_digest(model) if params else "none"
+    info["weights"] = module_digest(model) if model.state_dict() else "none"
     return info
 
 
@@ -478,21 +513,14 @@ def own_image_classifier(
             f"the built-in classifier {name!r} needs labels with at least two classes; give "
             "labels.npy (or labels in from_tensors)"
         )
-    kind = f"image-{name}"
-    key = classifier_key(kind, data_digest(train, test), seed)
-    path = next(
-        (d / f"{key}.safetensors" for d in directories if (d / f"{key}.safetensors").exists()), None
+    shape = {"channels": int(images.shape[1]), "classes": classes}
+    return cached_classifier(
+        f"image-{name}",
+        train,
+        test,
+        directories,
+        device=device,
+        seed=seed,
+        progress=progress,
+        shape=shape,
     )
-    if path is None:
-        shape = {"channels": int(images.shape[1]), "classes": classes}
-        path, _ = fit_and_cache(
-            kind,
-            train,
-            test,
-            directories,
-            seed=seed,
-            device=device,
-            progress=progress,
-            shape=shape,
-        )
-    return read_classifier(path, device)

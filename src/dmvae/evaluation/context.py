@@ -3,6 +3,7 @@ classifiers and the one generator they all draw from, loaded once by `build_cont
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,27 +57,24 @@ class EvalContext:
     timings: dict[str, float] = field(default_factory=dict)
     while_training: bool = False
     notes: dict[str, dict] = field(default_factory=dict)
-    _classifier_info: dict[str, dict] | None = None
 
     @property
     def gmm_path(self) -> Path:
         return self.out_dir / "gmm.npz"
 
+    @functools.cached_property
     def classifier_info(self) -> dict[str, dict]:
         """Per modality, which classifier scores it (`classifiers.describe`: kind, source,
         accuracy when it was trained, weights digest) and its accuracy on the test split's
         images, the provenance of every coherence and classifier-feature distance."""
-        if self._classifier_info is None:
-            from dmvae.evaluation.classifiers import accuracy, describe
+        from dmvae.evaluation.classifiers import accuracy, describe
 
-            source = f"given by experiment {self.config.experiment!r}"
-            self._classifier_info = {}
+        source = f"given by experiment {self.config.experiment!r}"
+        info = {m: describe(classifier, source) for m, classifier in self.classifiers.items()}
+        if self.test.labelled:  # on the split's distinct images, not its pairs
             for m, classifier in self.classifiers.items():
-                info = describe(classifier, source)
-                if self.test.labelled:  # on the split's distinct images, not its pairs
-                    info["accuracy_here"] = accuracy(classifier, *self.test.labelled_images(m))
-                self._classifier_info[m] = info
-        return self._classifier_info
+                info[m]["accuracy_here"] = accuracy(classifier, *self.test.labelled_images(m))
+        return info
 
     def saved_gmm(self) -> GMMSampler | None:
         """The GMM fitted in this evaluation, else the one an earlier evaluation saved, else

@@ -343,7 +343,7 @@ def _provenance(ctx: EvalContext, name: str, before: Sequence[str]) -> dict:
     }
     if name in SCORED_BY_CLASSIFIERS and (name != "fid" or s.fid_features == "classifier"):
         used = image_modalities(ctx) if name == "fid" else ctx.model.modalities
-        info = ctx.classifier_info()
+        info = ctx.classifier_info
         record["classifiers"] = {m: info[m] for m in used if m in info}
     return record
 

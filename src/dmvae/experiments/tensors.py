@@ -71,33 +71,42 @@ def check_classifiers(
 ) -> None:
     """Refuse, before anything trains, classifiers that name unknown modalities, "cnn" for a
     modality without images or labels, or names that do not import to a network."""
+    _check_names(specs, data, where)
+    for m, spec in specs.items():
+        _checked(spec, m, data, where)
+
+
+def _check_names(specs: Mapping[str, ClassifierSpec], data: MultimodalData, where: str) -> None:
     unknown = sorted(set(specs) - set(data.modalities))
     if unknown:
         raise ConfigError(
             f"{where} name unknown modalities {unknown}; the data have {list(data.modalities)}"
         )
-    for m, spec in specs.items():
-        if isinstance(spec, nn.Module):
-            continue
-        if not isinstance(spec, str):
-            raise ConfigError(
-                f"{where}[{m!r}] is a {type(spec).__name__}: give a network, "
-                f"'module:attribute' or {CNN!r}"
-            )
-        if spec == CNN:
-            if not data.is_image(m):
-                raise ConfigError(
-                    f"{where}[{m!r}] = {CNN!r} needs uint8 images [N, C, H, W]; {m!r} is "
-                    f"{data.images[m].dtype} of shape {tuple(data.images[m].shape)}: give your "
-                    "own classifier as 'module:attribute'"
-                )
-            if not data.labelled or data.labels.unique().numel() < 2:
-                raise ConfigError(
-                    f"{where}[{m!r}] = {CNN!r} trains on your labels: give labels (labels.npy) "
-                    "with at least two classes"
-                )
-        else:
-            _import_classifier(spec, m, where)
+
+
+def _checked(spec: ClassifierSpec, m: str, data: MultimodalData, where: str) -> nn.Module | None:
+    """The network a spec names (imported), or None for a "cnn" that `data` can train."""
+    if isinstance(spec, nn.Module):
+        return spec
+    if not isinstance(spec, str):
+        raise ConfigError(
+            f"{where}[{m!r}] is a {type(spec).__name__}: give a network, "
+            f"'module:attribute' or {CNN!r}"
+        )
+    if spec != CNN:
+        return _import_classifier(spec, m, where)
+    if not data.is_image(m):
+        raise ConfigError(
+            f"{where}[{m!r}] = {CNN!r} needs uint8 images [N, C, H, W]; {m!r} is "
+            f"{data.images[m].dtype} of shape {tuple(data.images[m].shape)}: give your "
+            "own classifier as 'module:attribute'"
+        )
+    if not data.labelled or data.labels.unique().numel() < 2:
+        raise ConfigError(
+            f"{where}[{m!r}] = {CNN!r} trains on your labels: give labels (labels.npy) "
+            "with at least two classes"
+        )
+    return None
 
 
 def _import_classifier(spec: str, modality: str, where: str) -> nn.Module:
@@ -134,13 +143,14 @@ def resolve_classifiers(
     first use and cached in the first writable of `cache_dirs` under a digest of the data."""
     from dmvae.evaluation.classifiers import own_image_classifier
 
-    check_classifiers(specs, train)
+    _check_names(specs, train, "classifiers")
     out = {}
     for m, spec in specs.items():
-        if isinstance(spec, nn.Module):
-            out[m] = spec
-        elif spec == CNN:
-            out[m] = own_image_classifier(
+        given = _checked(spec, m, train, "classifiers")  # not `or`: a Sequential has a len()
+        out[m] = (
+            given
+            if given is not None
+            else own_image_classifier(
                 f"{name}-{m}",
                 train.labelled_images(m),
                 test.labelled_images(m),
@@ -148,8 +158,7 @@ def resolve_classifiers(
                 device=device,
                 progress=progress,
             )
-        else:
-            out[m] = _import_classifier(spec, m, "classifiers")
+        )
     return {m: c.to(device).eval() for m, c in out.items()}
 
 

@@ -91,15 +91,26 @@ def content_scores(
     """Linear-probe accuracy of the shared latent (fitted on `probe_train`, scored on `test`)
     and leave-one-out coherence on `test` judged by `classifier`, both in [0, 1]."""
     names = tuple(model.modalities)
+    probe, per_map = probe_and_coherence(
+        model, probe_train, test, {m: classifier for m in names}, generator
+    )
+    return probe, summarise(per_map, names)["leave_one_out_mean"]
+
+
+def probe_and_coherence(
+    model: MultimodalVAE,
+    probe_train: MultimodalData,
+    test: MultimodalData,
+    classifiers: dict[str, torch.nn.Module],
+    generator: torch.Generator,
+) -> tuple[float, dict[str, float]]:
+    """The linear probe's accuracy and every one-to-one conditional coherence on `test`, each
+    modality's samples judged by its classifier."""
+    names = tuple(model.modalities)
     probe = linear_probe_accuracy(
         *embeddings(model, probe_train, names), *embeddings(model, test, names)
     )
     per_map = conditional_coherence(
-        model,
-        test,
-        {m: classifier for m in names},
-        all_subsets=False,
-        generator=generator,
-        progress=False,
+        model, test, classifiers, all_subsets=False, generator=generator, progress=False
     )
-    return probe, summarise(per_map, names)["leave_one_out_mean"]
+    return probe, per_map

@@ -18,7 +18,7 @@ test rows (for two modalities the same as the leave-one-out mean). Each run's la
 reconstruction and KL terms go to OUT/results.json with the scores (reconstruction terms are not
 comparable across scales: the scale is part of the likelihood).
 
-    PYTHONPATH=src DMVAE_DATA=/work/shared/data python benchmarks/own_data_scale.py \
+    DMVAE_DATA=../shared/data python benchmarks/own_data_scale.py \
         [--models dmvae mvae] [--scales 0.03 0.1 0.3 0.75] [--steps 1000] \
         [--sets shapes mnist-pairs] [--out /tmp/own-data-scale]
 """
@@ -33,13 +33,13 @@ import time
 from pathlib import Path
 
 import torch
+from common import probe_and_coherence
 
 import dmvae
 from dmvae.data import MultimodalData
 from dmvae.data.sources import load_mnist
 from dmvae.evaluation.classifiers import train_classifier
-from dmvae.evaluation.coherence import conditional_coherence, summarise
-from dmvae.evaluation.latent import embeddings, linear_probe_accuracy
+from dmvae.evaluation.coherence import summarise
 from dmvae.experiments import TensorExperiment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,19 +86,11 @@ def scores(model, config, classifiers) -> dict[str, float]:
     """tests/conftest.py `_digit_scores`, with the cross mean and per-direction coherence."""
     train_set = config.build_data("train").random_subset(5000, 0)
     test = config.build_data("test").random_subset(2000, 0)
-    names = tuple(model.modalities)
-    probe = linear_probe_accuracy(
-        *embeddings(model, train_set, names), *embeddings(model, test, names)
+    probe, per_map = probe_and_coherence(
+        model, train_set, test, classifiers, torch.Generator().manual_seed(0)
     )
-    per_map = conditional_coherence(
-        model,
-        test,
-        classifiers,
-        all_subsets=False,
-        generator=torch.Generator().manual_seed(0),
-        progress=False,
-    )
-    return {"probe": probe, "coherence": summarise(per_map, names)["cross_mean"], **per_map}
+    cross = summarise(per_map, tuple(model.modalities))["cross_mean"]
+    return {"probe": probe, "coherence": cross, **per_map}
 
 
 def last_terms(out: Path) -> dict[str, float]:

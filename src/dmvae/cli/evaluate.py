@@ -113,7 +113,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from dmvae.config import split_key
     from dmvae.devices import resolve_device
     from dmvae.errors import ConfigError
     from dmvae.evaluation.suite import EvalSettings, evaluate_run
@@ -121,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
 
     data = {}
     for key, value in parse_assignments(args.set).items():
-        section, name = split_key(key) if "." in key else ("?", key)
-        if section != "data":
+        section, _, name = key.partition(".")
+        if section != "data" or not name:
             raise ConfigError(
                 f"--set {key}: evaluation takes data settings only (data.path, data.root, "
                 "data.classifiers); training settings are fixed by the run"

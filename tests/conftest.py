@@ -61,7 +61,7 @@ def _digit_scores(model, config, classifier) -> dict[str, float]:
     from dmvae.evaluation.coherence import conditional_coherence, summarise
     from dmvae.evaluation.latent import embeddings, linear_probe_accuracy
 
-    train_set = config.build_data("train").random_subset(5000, 0)
+    train_set = config.build_data("train").complete_rows().random_subset(5000, 0)
     test = config.build_data("test").random_subset(2000, 0)
     names = tuple(model.modalities)
     probe = linear_probe_accuracy(

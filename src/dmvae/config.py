@@ -212,8 +212,9 @@ class RunConfig:
         return spec.model(encoders, decoders, likelihoods, self.model_config)
 
     def build_data(self, split: str, device: torch.device | str = "cpu"):
-        """The run's train or test split, on `device` (a `MultimodalData`)."""
-        return get_experiment(self.experiment).load(self.data, split, device)
+        """The run's train or test split, on `device` (a `MultimodalData`; the training split
+        with the modalities the data settings make missing)."""
+        return get_experiment(self.experiment).dataset(self.data, split, device)
 
     def check(self) -> None:
         """The experiment's checks of the data settings (`Experiment.check`), before training."""

@@ -122,12 +122,20 @@ def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
     return mu + torch.exp(0.5 * logvar) * eps
 
 
-def info_nce(z_a: Tensor, z_b: Tensor, temperature: float = 1.0, cosine: bool = True) -> Tensor:
+def info_nce(
+    z_a: Tensor,
+    z_b: Tensor,
+    temperature: float = 1.0,
+    cosine: bool = True,
+    valid: Tensor | None = None,
+) -> Tensor:
     """Symmetric NT-Xent: each of the 2N views must pick its partner among the 2N - 1 others.
 
     Similarities are cosine (L2-normalised) over `temperature`; the self-similarity diagonal is
     masked out with -inf, so every row has one positive and 2N - 2 negatives. Returns the mean
     cross-entropy over the 2N rows (>= 0); `info_nce_bound` turns it into the MI lower bound.
+    `valid` (bool [N]) drops the pairs whose `z_b` does not exist (incomplete data): they are
+    neither scored nor used as negatives; the mean is then over the valid pairs' 2 rows each.
     """
     n = z_a.shape[0]
     z = torch.cat([z_a, z_b])
@@ -137,7 +145,14 @@ def info_nce(z_a: Tensor, z_b: Tensor, temperature: float = 1.0, cosine: bool = 
     eye = torch.eye(2 * n, dtype=torch.bool, device=z.device)
     sim = sim.masked_fill(eye, float("-inf"))
     target = torch.arange(2 * n, device=z.device).roll(n)
-    return F.cross_entropy(sim, target)
+    if valid is None:
+        return F.cross_entropy(sim, target)
+    absent = torch.cat([torch.zeros_like(valid), ~valid])  # z_b of invalid pairs
+    sim = sim.masked_fill(absent[None], float("-inf"))
+    rows = torch.cat([valid, valid])
+    # an invalid pair's rows have no finite target: select them away before the mean
+    per_row = torch.where(rows, F.cross_entropy(sim, target, reduction="none"), 0.0)
+    return per_row.sum() / rows.sum().clamp_min(1)
 
 
 def info_nce_bound(loss: Tensor | float, batch_size: int) -> float:

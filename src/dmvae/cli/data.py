@@ -129,13 +129,16 @@ def run(args: argparse.Namespace) -> int:
     splits = ("train", "test") if args.split == "both" else (args.split,)
     print(f"{exp.name}: {', '.join(exp.modalities(data_config))}")
     for split in splits:
-        info = datasets.summary(exp.load(data_config, split))
+        info = datasets.summary(exp.dataset(data_config, split))
         print(f"  {split}: {info['samples']} samples over {', '.join(info['modalities'])}")
         if args.action == "summary":
             balance = " ".join(f"{d}:{n}" for d, n in enumerate(info["per_class"]))
             print(f"    per class   {balance}")
             agree = {True: "yes", False: "NO", None: "not checkable (one label per row)"}
             print(f"    labels agree across modalities: {agree[info['labels_agree']]}")
+            if any(info["missing"].values()):
+                missing = " ".join(f"{m}:{100 * f:.1f}%" for m, f in info["missing"].items())
+                print(f"    missing     {missing} ({info['complete_samples']} complete samples)")
             print(f"    memory      {info['memory_mb']:.1f} MB (banks + int64 indices)")
         if info["labels_agree"] is False:
             return 1

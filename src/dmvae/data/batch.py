@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
+
+from dmvae.data.materialise import materialise
+from dmvae.errors import DataError
 
 
 @dataclass
@@ -85,7 +89,8 @@ def make_batch(
 
 
 class MultimodalData:
-    """A paired multimodal data set held as tensors on one device.
+    """A paired multimodal data set held as tensors on one device, complete or with some
+    modalities missing per sample.
 
     `bank_labels[m]` (optional) labels every image of bank m independently of the pairing, so
     pairings can be checked (`dmvae data summary`); data given row by row (`from_tensors`) have
@@ -99,6 +104,11 @@ class MultimodalData:
     Pairings with repeats (MNIST-SVHN has 1.1M pairs over 60k + 73k images) thus cost one
     int64 per pair, not one image. `noise_std[m] > 0` adds fresh N(0, std^2) noise to the
     encoder input of modality m at every batch; the target stays clean.
+
+    `observed` ([N, M] bool, columns in `modalities` order; None when complete) says which
+    modalities each sample has: batches carry it as `Batch.mask` (the models leave missing
+    modalities out of their objectives) and hold zeros where a modality is missing. Every
+    sample has at least one modality.
     """
 
     def __init__(
@@ -109,6 +119,7 @@ class MultimodalData:
         noise_std: Mapping[str, float] | None = None,
         bank_labels: Mapping[str, Tensor] | None = None,
         labelled: bool = True,
+        observed: Tensor | None = None,
     ) -> None:
         if set(images) != set(index):
             raise ValueError(
@@ -132,6 +143,7 @@ class MultimodalData:
         self.noise_std = {m: float((noise_std or {}).get(m, 0.0)) for m in self.modalities}
         self.bank_labels = dict(bank_labels or {})
         self.labelled = labelled
+        self.observed = None if observed is None else _checked_observed(observed, self)
 
     @classmethod
     def from_tensors(
@@ -139,10 +151,13 @@ class MultimodalData:
         tensors: Mapping[str, Tensor],
         labels: Tensor | None = None,
         noise_std: Mapping[str, float] | None = None,
+        observed: Mapping[str, Tensor] | None = None,
     ) -> MultimodalData:
         """Paired data from one tensor per modality (row i of each is sample i): uint8 images
         [N, C, H, W] or [N, H, W], or floating-point tensors [N, ...]. `labels` ([N] integers)
-        are what latent probes and coherence score against; without them every label is 0."""
+        are what latent probes and coherence score against; without them every label is 0.
+        `observed` maps modality names to bool [N] (True where the sample has that modality;
+        modalities it does not name are complete): what a missing row holds is never read."""
         if not tensors:
             raise ValueError("give at least one modality")
         sizes = {m: int(t.shape[0]) for m, t in tensors.items()}
@@ -166,7 +181,40 @@ class MultimodalData:
         for m, t in banks.items():
             _hint_float_images(m, t)
         index = {m: torch.arange(n, device=labels.device) for m in tensors}
-        return cls(banks, index, labels, noise_std, labelled=labelled)
+        mask = None if observed is None else _observed_columns(observed, tuple(tensors), n)
+        has = mask if mask is not None else torch.ones(n, len(banks), dtype=torch.bool)
+        banks = {m: _blank_missing(m, t, has[:, k]) for k, (m, t) in enumerate(banks.items())}
+        return cls(banks, index, labels, noise_std, labelled=labelled, observed=mask)
+
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset: Dataset,
+        modalities: Sequence[str] | None = None,
+        *,
+        label_key: str = "label",
+        noise_std: Mapping[str, float] | None = None,
+        max_bytes: int | None = None,
+        num_workers: int = 0,
+        progress: bool = True,
+    ) -> MultimodalData:
+        """Data from a torch `Dataset` whose items are dicts of modality tensors (MultiVae's
+        {"data", "labels", "masks"} or a plain dict with the label under `label_key`), read
+        once with a progress bar (`num_workers` as in a DataLoader) and held as tensors.
+        `modalities` picks some (default: the first item's; samples with none of them are
+        left out). Refuses data larger than `max_bytes` (default: the free memory) before
+        reading them."""
+        tensors, labels, observed = materialise(
+            dataset, modalities, label_key, max_bytes, num_workers, progress
+        )
+        if observed is not None:
+            names = tuple(tensors)
+            rows = _observed_columns(observed, names, len(next(iter(tensors.values())))).any(1)
+            if not bool(rows.all()):
+                tensors = {m: t[rows] for m, t in tensors.items()}
+                observed = {m: v[rows] for m, v in observed.items()}
+                labels = None if labels is None else labels[rows]
+        return cls.from_tensors(tensors, labels, noise_std, observed=observed)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -185,9 +233,12 @@ class MultimodalData:
 
     def labelled_images(self, modality: str) -> tuple[Tensor, Tensor]:
         """A modality's distinct samples and their labels: the bank and its labels where
-        the data have them, else the samples row by row."""
+        the data have them, else the samples row by row (those that have it)."""
         if modality in self.bank_labels:
             return self.images[modality], self.bank_labels[modality]
+        if self.observed is not None:
+            has = self.observed[:, self.modalities.index(modality)]
+            return self.images[modality][self.index[modality][has]], self.labels[has]
         return self.images[modality][self.index[modality]], self.labels
 
     def to(self, device: torch.device | str) -> MultimodalData:
@@ -206,6 +257,7 @@ class MultimodalData:
             self.noise_std,
             {m: move(v) for m, v in self.bank_labels.items()},
             self.labelled,
+            None if self.observed is None else self.observed.to(device),
         )
 
     def subset(self, rows: Tensor) -> MultimodalData:
@@ -218,6 +270,7 @@ class MultimodalData:
             self.noise_std,
             self.bank_labels,
             self.labelled,
+            None if self.observed is None else self.observed[rows],
         )
 
     def random_subset(self, n: int | None, seed: int = 0) -> MultimodalData:
@@ -228,10 +281,17 @@ class MultimodalData:
         return self.subset(rows.sort().values)
 
     def select(self, modalities: Sequence[str]) -> MultimodalData:
-        """Only `modalities` (shares the image banks): batches then gather and noise no others."""
+        """Only `modalities` (shares the image banks): batches then gather and noise no others.
+        Incomplete data keep the samples that have at least one of them."""
         unknown = [m for m in modalities if m not in self.modalities]
         if unknown:
             raise KeyError(f"unknown modalities {unknown}: this data set has {self.modalities}")
+        observed = None
+        if self.observed is not None:
+            observed = self.observed[:, [self.modalities.index(m) for m in modalities]]
+            rows = observed.any(1)
+            if not bool(rows.all()):  # samples with none of them
+                return self.subset(rows.nonzero()[:, 0]).select(modalities)
         return MultimodalData(
             {m: self.images[m] for m in modalities},
             {m: self.index[m] for m in modalities},
@@ -239,7 +299,75 @@ class MultimodalData:
             {m: self.noise_std[m] for m in modalities},
             {m: v for m, v in self.bank_labels.items() if m in modalities},
             self.labelled,
+            observed,
         )
+
+    @property
+    def complete(self) -> bool:
+        """Whether every sample has every modality."""
+        return self.observed is None
+
+    def observed_mask(self) -> Tensor:
+        """[N, M] bool: which modalities each sample has (all True for complete data)."""
+        if self.observed is None:
+            return torch.ones(len(self), len(self.modalities), dtype=torch.bool, device=self.device)
+        return self.observed
+
+    def complete_rows(self) -> MultimodalData:
+        """The samples that have every modality (all of them for complete data): what
+        evaluation scores, since its metrics compare every modality of a sample."""
+        if self.observed is None:
+            return self
+        rows = self.observed.all(1).nonzero()[:, 0]
+        if rows.numel() == 0:
+            raise DataError(
+                "no sample has every modality, and evaluation needs complete samples: give "
+                "(some) complete rows in this split"
+            )
+        return self.subset(rows).with_observed(None)
+
+    def with_observed(self, observed: Tensor | None) -> MultimodalData:
+        """The same samples with `observed` ([N, M] bool, or None for complete) as their mask."""
+        return MultimodalData(
+            self.images,
+            self.index,
+            self.labels,
+            self.noise_std,
+            self.bank_labels,
+            self.labelled,
+            observed,
+        )
+
+    def drop_modalities(self, rate: float | Mapping[str, float], seed: int = 0) -> MultimodalData:
+        """These samples with modalities made missing at random: each modality of each sample
+        independently with probability `rate` (one for all, or per modality name), by a
+        generator seeded with `seed`. A sample that would lose all its modalities keeps one,
+        chosen uniformly among those it has, so the realised missing fraction is a little
+        below `rate` (about 0.46 for 0.5 at M = 3; `missing_fraction` tells it)."""
+        rates = rate if isinstance(rate, Mapping) else dict.fromkeys(self.modalities, rate)
+        unknown = sorted(set(rates) - set(self.modalities))
+        if unknown:
+            raise KeyError(
+                f"missing rates name unknown modalities {unknown}: the data have "
+                f"{list(self.modalities)}"
+            )
+        bad = {m: r for m, r in rates.items() if not 0.0 <= float(r) < 1.0}
+        if bad:
+            raise ValueError(f"missing rates must lie in [0, 1), got {bad}")
+        p = torch.tensor([float(rates.get(m, 0.0)) for m in self.modalities])
+        generator = torch.Generator().manual_seed(seed)
+        had = self.observed_mask().cpu()
+        keep = had & (torch.rand(had.shape, generator=generator) >= p)
+        # one of the modalities a sample had, uniformly: the largest of random keys among them
+        keys = torch.rand(had.shape, generator=generator).masked_fill(~had, -1.0)
+        one = torch.zeros_like(had).scatter_(1, keys.argmax(1, keepdim=True), True)
+        keep |= one & ~keep.any(1, keepdim=True)
+        return self.with_observed(None if bool(keep.all()) else keep.to(self.device))
+
+    def missing_fraction(self) -> dict[str, float]:
+        """Per modality the fraction of samples that lack it."""
+        missing = (~self.observed_mask()).float().mean(0).tolist()
+        return dict(zip(self.modalities, missing, strict=True))
 
     def nbytes(self) -> int:
         unique = {id(v): v for v in self.images.values()}.values()
@@ -265,7 +393,14 @@ class MultimodalData:
                 inputs[m] = clean + std * noise
             else:
                 inputs[m] = clean
-        mask = torch.ones(len(rows), len(self.modalities), dtype=torch.bool, device=self.device)
+        if self.observed is None:
+            mask = torch.ones(len(rows), len(self.modalities), dtype=torch.bool, device=self.device)
+        else:  # missing modalities hold zeros: nothing of them reaches a model
+            mask = self.observed[rows]
+            for k, m in enumerate(self.modalities):
+                keep = mask[:, k].view(-1, *[1] * (targets[m].dim() - 1))
+                targets[m] = targets[m] * keep
+                inputs[m] = inputs[m] * keep
         return Batch(inputs, targets, self.labels[rows], mask, self.modalities)
 
     def batches(
@@ -290,6 +425,61 @@ class MultimodalData:
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         return len(self) // batch_size if drop_last else -(-len(self) // batch_size)
+
+
+def _observed_columns(observed: Mapping[str, Tensor], names: tuple[str, ...], n: int) -> Tensor:
+    """[N, M] bool from per-modality [N] masks (modalities not named are complete)."""
+    unknown = sorted(set(observed) - set(names))
+    if unknown:
+        raise ValueError(
+            f"observed names unknown modalities {unknown}; the data have {list(names)}"
+        )
+    columns = []
+    for m in names:
+        mask = observed.get(m)
+        if mask is None:
+            columns.append(torch.ones(n, dtype=torch.bool))
+            continue
+        mask = torch.as_tensor(mask)
+        if mask.dtype != torch.bool or tuple(mask.shape) != (n,):
+            raise ValueError(
+                f"observed[{m!r}] must be a bool tensor of shape ({n},) (True where the sample "
+                f"has {m!r}), got {mask.dtype} of shape {tuple(mask.shape)}"
+            )
+        columns.append(mask.cpu())
+    return torch.stack(columns, 1)
+
+
+def _checked_observed(observed: Tensor, data: MultimodalData) -> Tensor:
+    """`observed` checked against the data: [N, M] bool, every sample with a modality."""
+    expected = (len(data), len(data.modalities))
+    if observed.dtype != torch.bool or tuple(observed.shape) != expected:
+        raise ValueError(
+            f"observed must be a bool tensor of shape (samples, modalities) = {expected}, got "
+            f"{observed.dtype} of shape {tuple(observed.shape)}"
+        )
+    empty = (~observed.any(1)).nonzero()[:, 0]
+    if empty.numel():
+        raise ValueError(
+            f"{empty.numel()} samples have no modality at all (first: row {int(empty[0])}); "
+            "drop them: a sample needs at least one observed modality"
+        )
+    return observed.to(data.device)
+
+
+def _blank_missing(name: str, tensor: Tensor, has: Tensor) -> Tensor:
+    """`tensor` with zeros in the rows that lack modality `name` (they may hold NaN); a NaN
+    in a row that has it is refused."""
+    if not tensor.is_floating_point():
+        return tensor
+    nan = tensor.isnan().flatten(1).any(1)
+    bad = (nan & has.to(nan.device)).nonzero()[:, 0]
+    if bad.numel():
+        raise ValueError(
+            f"modality {name!r} has NaN in {bad.numel()} rows it is observed in (first: row "
+            f"{int(bad[0])}); mark them missing in observed or fill them"
+        )
+    return tensor.nan_to_num(0.0) if bool(nan.any()) else tensor
 
 
 def _hint_float_images(name: str, tensor: Tensor) -> None:

@@ -103,7 +103,8 @@ def load_paired_mnist(
 
 def summary(data: MultimodalData) -> dict:
     """Counts, per-class balance, label agreement across modalities (None where the data have
-    one label per row and no per-image labels to check the pairing against) and memory."""
+    one label per row and no per-image labels to check the pairing against), the fraction of
+    samples that lack each modality, and memory."""
     checked = [m for m in data.modalities if m in data.bank_labels]
     agree = (
         all(bool(torch.equal(data.bank_labels[m][data.index[m]], data.labels)) for m in checked)
@@ -116,5 +117,7 @@ def summary(data: MultimodalData) -> dict:
         "modalities": list(data.modalities),
         "per_class": per_class,
         "labels_agree": agree,
+        "missing": data.missing_fraction(),
+        "complete_samples": int(data.observed_mask().all(1).sum()),
         "memory_mb": data.nbytes() / 2**20,
     }

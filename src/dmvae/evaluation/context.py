@@ -104,12 +104,14 @@ def build_context(
     experiment = get_experiment(config.experiment)
     out_dir = run_dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
-    test = config.build_data("test", device).random_subset(settings.max_test, settings.seed)
+    # Metrics compare every modality of a sample: incomplete data are scored on complete rows.
+    test = config.build_data("test", device).complete_rows()
+    test = test.random_subset(settings.max_test, settings.seed)
     return EvalContext(
         run_dir=run_dir,
         model=model,
         config=config,
-        train=config.build_data("train", device),
+        train=config.build_data("train", device).complete_rows(),
         test=test,
         classifiers=experiment.classifiers(config.data, device, progress=settings.progress),
         kinds=experiment.classifier_kinds(config.data),

@@ -31,6 +31,23 @@ class NoData:
     """Data settings of an experiment that has none (its data come with the object)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class MissingModalities:
+    """Data settings that train on incomplete data: each modality of each training sample is
+    missing with probability `missing_rate`, drawn once with `missing_seed` (a sample keeps at
+    least one modality; `MultimodalData.drop_modalities`). The test split stays complete."""
+
+    missing_rate: float = 0.0
+    missing_seed: int = 0
+
+    def check_missing_rate(self) -> None:
+        if not 0.0 <= self.missing_rate < 1.0:
+            raise ConfigError(
+                f"data.missing_rate must lie in [0, 1) (the chance that a modality of a training "
+                f"sample is missing), got {self.missing_rate}"
+            )
+
+
 class Experiment:
     """Base class; a subclass sets `name` and `data_config` and implements `modalities`,
     `load`, `networks` and `likelihoods`.
@@ -51,6 +68,14 @@ class Experiment:
     def load(self, data: Any, split: str, device: torch.device | str = "cpu") -> MultimodalData:
         """The "train" or "test" split, on `device`."""
         raise NotImplementedError
+
+    def dataset(self, data: Any, split: str, device: torch.device | str = "cpu") -> MultimodalData:
+        """The split as training and evaluation use it: `load`, with the modalities that data
+        settings of `MissingModalities` make missing dropped from the training split."""
+        loaded = self.load(data, split, device)
+        if split == "train" and isinstance(data, MissingModalities) and data.missing_rate > 0:
+            return loaded.drop_modalities(data.missing_rate, data.missing_seed)
+        return loaded
 
     def networks(
         self, data: Any, latent_dim: int

@@ -11,13 +11,14 @@ from torch import nn
 
 from dmvae.data.pairing import PAIRING_SEED
 from dmvae.data.sources import resolve_data_root
-from dmvae.experiments.base import Experiment
+from dmvae.experiments.base import Experiment, MissingModalities
 
 
 @dataclass(frozen=True)
-class DigitFiles:
+class DigitFiles(MissingModalities):
     """`root`: the folder holding MNIST/ (and SVHN/); default $DMVAE_DATA, else the user
-    cache. `download`: fetch missing files. `pairing_seed`: which pairs are drawn."""
+    cache. `download`: fetch missing files. `pairing_seed`: which pairs are drawn.
+    `missing_rate`, `missing_seed`: incomplete training data (`MissingModalities`)."""
 
     root: str | None = None
     download: bool = False

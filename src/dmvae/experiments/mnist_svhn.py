@@ -32,6 +32,7 @@ class MNISTSVHNData(DigitFiles):
 
     def __post_init__(self) -> None:
         store_absolute(self, "root")
+        self.check_missing_rate()
         if self.dm < 1 or self.max_per_class < 1:
             raise ConfigError(
                 f"data.dm and data.max_per_class must be >= 1, got {self.dm}, {self.max_per_class}"

@@ -29,6 +29,7 @@ class PairedMNISTData(DigitFiles):
 
     def __post_init__(self) -> None:
         store_absolute(self, "root")
+        self.check_missing_rate()
         if not 2 <= self.modalities <= 5:
             raise ConfigError(f"paired MNIST has 2 to 5 modalities, got {self.modalities}")
         if self.noise_std < 0:

@@ -14,7 +14,12 @@ from dmvae import nets
 from dmvae.data.batch import MultimodalData
 from dmvae.data.sources import resolve_data_root
 from dmvae.errors import ConfigError
-from dmvae.experiments.base import Experiment, register_experiment, store_absolute
+from dmvae.experiments.base import (
+    Experiment,
+    MissingModalities,
+    register_experiment,
+    store_absolute,
+)
 from dmvae.likelihoods import Likelihood
 
 if TYPE_CHECKING:
@@ -22,11 +27,12 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class PolyMNISTData:
+class PolyMNISTData(MissingModalities):
     """`root`: the folder holding MMNIST/{train,test}/m0..m4 (default $DMVAE_DATA, else the
     user cache); `download`: only explains where to get it (no direct download exists);
     `modalities`: the first M of m0..m4, 2 to 5; `train_size`: a seeded random subset of the
-    training samples (None: all 60,000), for quick runs."""
+    training samples (None: all 60,000), for quick runs. `missing_rate`, `missing_seed`:
+    incomplete training data (`MissingModalities`)."""
 
     root: str | None = None
     download: bool = False
@@ -35,6 +41,7 @@ class PolyMNISTData:
 
     def __post_init__(self) -> None:
         store_absolute(self, "root")
+        self.check_missing_rate()
         if not 2 <= self.modalities <= 5:
             raise ConfigError(f"PolyMNIST has 2 to 5 modalities, got {self.modalities}")
         if self.train_size is not None and self.train_size < 1:

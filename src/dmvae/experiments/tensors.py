@@ -26,6 +26,7 @@ from dmvae.data.batch import MultimodalData
 from dmvae.errors import ConfigError, DataError
 from dmvae.experiments.base import (
     Experiment,
+    MissingModalities,
     NoData,
     import_attribute,
     register_experiment,
@@ -37,6 +38,7 @@ Networks = Callable[[int], tuple[Mapping[str, nn.Module], Mapping[str, nn.Module
 ClassifierSpec = nn.Module | str
 HIDDEN = (400, 400)
 CNN = "cnn"  # the classifier spec that trains the library's small CNN on your labelled images
+OBSERVED = "observed"  # the file of a data folder that says which modalities each sample has
 
 
 def default_networks(
@@ -263,10 +265,13 @@ class TensorExperiment(Experiment):
 
 
 @dataclass(frozen=True)
-class FolderData:
+class FolderData(MissingModalities):
     """`path` holds train/ and test/, each with one `<modality>.npy` or `.pt` file per
-    modality and optionally `labels.npy` / `labels.pt`; it is stored absolute, so a run
-    evaluates from any folder (`dmvae evaluate --data-root` points it elsewhere).
+    modality, optionally `labels.npy` / `labels.pt`, and for incomplete data `observed.npz`
+    (or `observed.pt`, a dict): per modality that has missing samples a bool [N] array, True
+    where the sample has it. `path` is stored absolute, so a run evaluates from any folder
+    (`dmvae evaluate --data-root` points it elsewhere). `missing_rate` drops more at random
+    from the training split (`MissingModalities`).
     `likelihoods` maps modality names to "laplace" (default) or "bernoulli"; `noise_std` adds
     N(0, std^2) noise to encoder inputs; `classifiers` maps modality names to
     "module:attribute" or "cnn" (see `resolve_classifiers`), for coherence."""
@@ -280,6 +285,7 @@ class FolderData:
         if not self.path:
             raise ConfigError("the folder experiment needs data.path: --set data.path=DIR")
         store_absolute(self, "path")
+        self.check_missing_rate()
         object.__setattr__(
             self, "classifiers", {m: _absolute_file(spec) for m, spec in self.classifiers.items()}
         )
@@ -328,6 +334,7 @@ class FolderExperiment(Experiment):
         of the data's modalities, before a run trains."""
         train, test = self.load(data, "train"), self.load(data, "test")
         check_splits(train, test, data.path)
+        test.complete_rows()  # evaluation scores complete samples: there must be some
         self.likelihoods(data, 1.0)
         check_classifiers(data.classifiers, train, "data.classifiers")
 
@@ -356,12 +363,13 @@ def read_folder(folder: Path, noise_std: Mapping[str, float] | None = None) -> M
             f"no folder {folder}: a data folder holds train/ and test/ with one <modality>.npy "
             "or .pt file per modality (and optionally labels.npy)"
         )
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".npy", ".pt"))
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".npy", ".pt", ".npz"))
     stems = [p.stem for p in files]
     twice = sorted({s for s in stems if stems.count(s) > 1})
     if twice:
-        raise DataError(f"{folder}: {twice} exist as both .npy and .pt; keep one of each")
-    tensors = {p.stem: _read_tensor(p) for p in files}
+        raise DataError(f"{folder}: {twice} exist in two formats; keep one of each")
+    observed = [p for p in files if p.stem == OBSERVED]
+    tensors = {p.stem: _read_tensor(p) for p in files if p.stem != OBSERVED}
     labels = tensors.pop("labels", None)
     if not tensors:
         raise DataError(f"{folder} has no <modality>.npy or .pt files")
@@ -371,12 +379,34 @@ def read_folder(folder: Path, noise_std: Mapping[str, float] | None = None) -> M
             f"data.noise_std names unknown modalities {unknown}; {folder} has {sorted(tensors)}"
         )
     try:
-        return MultimodalData.from_tensors(tensors, labels, noise_std)
+        mask = _read_observed(observed[0]) if observed else None
+        return MultimodalData.from_tensors(tensors, labels, noise_std, observed=mask)
     except (TypeError, ValueError) as err:
         raise DataError(f"{folder}: {err}") from err
 
 
+def _read_observed(path: Path) -> dict[str, Tensor]:
+    """The per-modality masks of `observed.npz` (numpy.savez) or `observed.pt` (a dict)."""
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                return {m: torch.from_numpy(arrays[m]) for m in arrays.files}
+        value = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # numpy and torch raise many kinds for unreadable files
+        raise DataError(
+            f"cannot read {path} ({err}); write it with numpy.savez(path, name=mask, ...) or "
+            "torch.save({name: mask, ...})"
+        ) from err
+    if not isinstance(value, dict) or not all(isinstance(v, Tensor) for v in value.values()):
+        raise DataError(f"{path} must hold a dict of bool tensors by modality name")
+    return value
+
+
 def _read_tensor(path: Path) -> Tensor:
+    if path.suffix == ".npz":
+        raise DataError(
+            f"{path}: only {OBSERVED}.npz may be an .npz file; save a modality as .npy or .pt"
+        )
     try:
         if path.suffix == ".npy":
             return torch.from_numpy(np.load(path, allow_pickle=False))

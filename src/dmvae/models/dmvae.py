@@ -12,7 +12,6 @@ The objective (paper eq. 4) is L = L_VAE + gamma * L_shared - delta * L_disent:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -259,16 +258,24 @@ class DMVAE(MultimodalVAE):
         self, enc: Mapping, names: Sequence[str], observed: Tensor
     ) -> tuple[Tensor, Tensor]:
         """InfoNCE between content from all modalities and from one random non-empty subset, and
-        its chance value log(2N - 1) (content that tells the samples apart scores below it)."""
+        its chance value log(2N - 1) (content that tells the samples apart scores below it).
+
+        On incomplete data, both contents use the observed modalities only, and a sample that
+        has none of the subset's modalities has no subset content: its pair is left out
+        (`info_nce`'s `valid`), and the chance value counts the pairs that remain."""
         mu_all, logvar_all = self._content_poe(enc, names, observed)
         subset = self.draw_contrast_subset(len(names), observed.device)
-        mu_sub, logvar_sub = self._content_poe(enc, names, observed & subset[:, None])
+        in_subset = observed & subset[:, None]
+        mu_sub, logvar_sub = self._content_poe(enc, names, in_subset)
         c = obj.reparameterize(mu_all, logvar_all)
         c_tilde = obj.reparameterize(mu_sub, logvar_sub)
+        valid = in_subset.any(0)
         if self.training:  # under torchrun: negatives from the whole global batch
             c, c_tilde = gather_batch(c), gather_batch(c_tilde)
-        chance = torch.full((), math.log(2 * c.shape[0] - 1), device=c.device)
-        return obj.info_nce(c, c_tilde, temperature=self.config.temperature), chance
+            valid = gather_batch(valid.to(c.dtype)) > 0.5  # collectives take no bool
+        chance = torch.log(c.shape[0] + valid.sum() - 1.0)
+        loss = obj.info_nce(c, c_tilde, temperature=self.config.temperature, valid=valid)
+        return loss, chance
 
     # ---------------------------------------------------------------- health
     @torch.no_grad()

@@ -12,7 +12,7 @@ from torchvision.utils import save_image
 
 from dmvae.cli import main
 from dmvae.errors import ConfigError, DataError
-from dmvae.inference import saved_gmm
+from dmvae.inference import run_signature, saved_gmm
 from dmvae.training import load_run
 
 
@@ -52,7 +52,9 @@ def runs(tmp_path_factory):
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
+    """An inference command on the CPU (where the Python twins run here), its exit status,
+    stdout and stderr."""
+    code = main([*map(str, args), "--device", "cpu"])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -67,7 +69,7 @@ def test_generate_from_a_png_folder_matches_impute(runs, tmp_path, capsys):
     root, run, inputs = runs
     code, out, err = run_cli(
         capsys, "generate", run["dmvae"], "--given", f"img={root / 'pngs'}", "--to", "vec",
-        "--per-input", "3", "--device", "cpu", "--out", tmp_path / "g",
+        "--per-input", "3", "--out", tmp_path / "g",
     )  # fmt: skip
     assert code == 0, err
     model, _ = load_run(run["dmvae"])
@@ -101,6 +103,7 @@ def test_generate_images_with_a_sampled_latent_matches_impute(runs, tmp_path, ca
     assert torch.equal(mean[0], mean[1])
 
 
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")  # 100 components, 4 bars
 def test_sample_from_the_prior_and_the_saved_gmm_match_the_python_twin(runs, tmp_path, capsys):
     root, run, _ = runs
     code, _, err = run_cli(capsys, "sample", run["dmvae"], "--num", "4", "--from", "gmm",
@@ -238,3 +241,16 @@ def test_the_python_twins_refuse_bad_input_with_the_same_messages(runs):
     assert torch.allclose(one[:1], dmvae.represent({"img": inputs["img"][0]})["shared"])
     style_mean = dmvae.impute({"img": inputs["img"]}, "vec", per_input=2, style="mean")["vec"]
     assert torch.equal(style_mean[0], style_mean[1])  # no randomness left in DMVAE's imputation
+
+
+def test_a_run_without_a_recorded_signature_reads_it_off_its_data(runs):
+    """Runs trained before checkpoints recorded the data signature take it from the test split."""
+    _, run, _ = runs
+    model, config = load_run(run["mvae"])
+    recorded = model.data_signature
+    assert {m: (s.shape, s.dtype) for m, s in recorded.items()} == {
+        "img": ((1, 8, 8), "uint8"),
+        "vec": ((4,), "float32"),
+    }
+    model.data_signature = None
+    assert run_signature(model, config) == recorded and model.data_signature == recorded

@@ -4,6 +4,8 @@ outputs), the input formats (tensors, PNGs, folders), and each bad input's one-l
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -126,6 +128,14 @@ def test_sample_from_the_prior_and_the_saved_gmm_match_the_python_twin(runs, tmp
             assert torch.equal(torch.from_numpy(np.load(out / f"{m}.npy")), expected[m])
         assert len(list((out / "img").iterdir())) == 4 and (out / "grid.png").exists()
         assert not (out / "vec").exists()
+    again = ["sample", run["dmvae"], "--num", "4", "--out", tmp_path / "prior"]
+    assert run_cli(capsys, *again)[0] == 1 and run_cli(capsys, *again, "--overwrite")[0] == 0
+    metrics = run["dmvae"] / "eval" / "metrics.json"
+    record = json.loads(metrics.read_text())
+    record["provenance"]["gmm"]["step"] = 999  # as if the run had trained on since
+    metrics.write_text(json.dumps(record))
+    with pytest.raises(DataError, match=r"fitted at step 999, the checkpoint is at step \d+: run"):
+        saved_gmm(run["dmvae"])
 
 
 def test_encode_writes_the_representation_the_python_twin_gives(runs, tmp_path, capsys):

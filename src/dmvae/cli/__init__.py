@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dmvae import __version__
 from dmvae.errors import ConfigError, DmvaeError
 
-COMMANDS = ("data", "train", "classifiers", "evaluate", "reproduce")
+COMMANDS = ("data", "train", "classifiers", "evaluate", "reproduce", "generate", "sample", "encode")
 USAGE_ERROR = 2  # argparse's exit status for a bad command line
 
 

@@ -78,3 +78,58 @@ def add_modalities(parser: argparse.ArgumentParser) -> None:
         f"(default: {PairedMNISTData().modalities} for paired MNIST, "
         f"{PolyMNISTData().modalities} for PolyMNIST)",
     )
+
+
+def add_run(parser: argparse.ArgumentParser) -> None:
+    """The RUN argument of the inference commands, handed to `load_run` as it is."""
+    parser.add_argument("run", metavar="RUN", help="the run directory `dmvae train` wrote")
+
+
+def add_given(parser: argparse.ArgumentParser) -> None:
+    """`--given MODALITY=PATH ...` (required), read by `inference.read_input`."""
+    parser.add_argument(
+        "--given",
+        nargs="+",
+        required=True,
+        metavar="MODALITY=PATH",
+        help="each given modality's inputs: a .npy or .pt tensor [N, ...] (or one sample), or "
+        "for images a PNG/JPEG file or a folder of them (required)",
+    )
+    parser.add_argument(
+        "--resize",
+        action="store_true",
+        help="resize image files to the training data's size (default: refuse other sizes)",
+    )
+
+
+def parse_given(items: list[str]) -> dict[str, str]:
+    """`["m0=a.npy", ...]` as {modality: path}; each modality once."""
+    from dmvae.errors import ConfigError
+
+    given: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--given {item!r} is not MODALITY=PATH: write e.g. m0=inputs.npy")
+        if name in given:
+            raise ConfigError(f"--given names modality {name!r} twice: give each one once")
+        given[name] = path
+    return given
+
+
+def add_seed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the sampling noise; the same seed gives the same outputs (default: "
+        "%(default)s)",
+    )
+
+
+def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace {what} (default: refuse)",
+    )

@@ -88,6 +88,12 @@ def make_batch(
     return Batch(dict(inputs), dict(targets or inputs), labels, mask.bool(), modalities)
 
 
+def encoder_input(x: Tensor) -> Tensor:
+    """What encoders and decoders see of stored or user data: uint8 images scaled to [0, 1],
+    any other tensor as float32. The one conversion, for batches and for inference alike."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
 class MultimodalData:
     """A paired multimodal data set held as tensors on one device, complete or with some
     modalities missing per sample.
@@ -380,10 +386,7 @@ class MultimodalData:
         rows = rows.to(self.device)
         inputs, targets = {}, {}
         for m in self.modalities:
-            bank = self.images[m]
-            clean = bank[self.index[m][rows]].float()
-            if bank.dtype == torch.uint8:
-                clean = clean.div_(255.0)
+            clean = encoder_input(self.images[m][self.index[m][rows]])
             targets[m] = clean
             std = self.noise_std[m]
             if std > 0:

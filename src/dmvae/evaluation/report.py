@@ -272,7 +272,8 @@ def provenance_table(metrics: dict) -> list[str]:
     return ["", "Provenance of each metric:", "", *table(header, rows)]
 
 
-def _to_rgb(images: Tensor, size: int) -> Tensor:
+def to_rgb(images: Tensor, size: int) -> Tensor:
+    """Images in [0, 1] as RGB of side `size` on the CPU, so modalities tile in one grid."""
     x = images.float().clamp(0, 1)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
@@ -315,9 +316,9 @@ def save_conditional_grid(
     samples = out.view(n, n_styles, *out.shape[1:]).transpose(0, 1).reshape(-1, *out.shape[1:])
     if data.is_image(source):  # the inputs above their samples
         size = max(batch.targets[source].shape[-1], out.shape[-1])
-        grid = torch.cat([_to_rgb(batch.targets[source], size), _to_rgb(samples, size)])
+        grid = torch.cat([to_rgb(batch.targets[source], size), to_rgb(samples, size)])
     else:
-        grid = _to_rgb(samples, out.shape[-1])
+        grid = to_rgb(samples, out.shape[-1])
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, str(path), nrow=n, padding=2, pad_value=1.0)
     return path
@@ -336,7 +337,7 @@ def save_unconditional_grid(
     samples = model.generate(n, sampler, generator)
     names = model.modalities if images is None else images
     size = max(samples[m].shape[-1] for m in names)
-    grid = torch.cat([_to_rgb(samples[m], size) for m in names])
+    grid = torch.cat([to_rgb(samples[m], size) for m in names])
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, str(path), nrow=n, padding=2, pad_value=1.0)
     return path

@@ -14,9 +14,15 @@ import torch
 from torch import Tensor, nn
 
 from dmvae import objectives as obj
-from dmvae.data.batch import Batch
+from dmvae.data.batch import Batch, encoder_input
+from dmvae.data.signature import Signature
+from dmvae.errors import ConfigError, DataError
 
 Style = Literal["prior", "posterior"]
+Latent = Literal["mean", "sample"]
+"""How `impute` sets the shared latent: the posterior's mean, or a sample of it."""
+ImputedStyle = Literal["prior", "mean"]
+"""How `impute` sets a missing target's own latent (style): a prior draw, or the prior's mean."""
 
 
 AuxiliaryUpdate = Callable[[str, Tensor], None]
@@ -47,6 +53,12 @@ class MultimodalVAE(nn.Module):
 
     # The model's config dataclass (registered beside it); `config=None` means its defaults.
     config_class: type | None = None
+    # The `latent` options `impute` offers, its default first; the mapping onto
+    # `conditional_generate`'s `style` is `imputed`'s.
+    latent_choices: tuple[Latent, ...] = ("sample", "mean")
+    # Shapes and dtypes of the training data (`load_run` sets them from the checkpoint): the
+    # inference methods check user inputs against them; None skips those checks.
+    data_signature: Signature | None = None
 
     def __init__(
         self,
@@ -235,6 +247,143 @@ class MultimodalVAE(nn.Module):
         `"posterior"` samples the latent from the posterior (what the baselines do).
         """
         raise NotImplementedError
+
+    # ------------------------------------------------------ inference on user tensors
+    @torch.no_grad()
+    def impute(
+        self,
+        given: Mapping[str, Tensor],
+        to: str | Sequence[str],
+        per_input: int = 1,
+        latent: Latent | None = None,
+        style: ImputedStyle | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """The missing modalities `to`, generated from the raw tensors `given` (uint8 images or
+        floats, as the training data were), `per_input` samples per input row, input-major.
+
+        `latent`: the shared latent is the posterior's "mean" or a "sample" of it (default:
+        `latent_choices[0]`, the model's usual choice). `style` (models with modality-specific
+        latents only): each target's own latent is drawn from the "prior" (default) or set to
+        its mean. Returns decoded means, images in [0, 1].
+        """
+        targets = (to,) if isinstance(to, str) else tuple(to)
+        inputs = self.prepare_inputs(given)
+        self.check_names(targets, "target")
+        if not targets:
+            raise ConfigError("no target modality: name at least one to generate")
+        both = [t for t in targets if t in inputs]
+        if both:
+            raise ConfigError(
+                f"modalities {both} are both given and targets: drop them from the given ones "
+                "or from the targets (imputation generates missing modalities)"
+            )
+        if per_input < 1:
+            raise ConfigError(f"per_input must be at least 1, got {per_input}")
+        name = type(self).__name__
+        latent = latent or self.latent_choices[0]
+        if latent not in self.latent_choices:
+            raise ConfigError(
+                f"{name} cannot impute with latent={latent!r}: it offers "
+                f"{list(self.latent_choices)}; pick one of those"
+            )
+        if style is not None and not self.has_style:
+            raise ConfigError(f"{name} has no modality-specific style to set: drop style (--style)")
+        if style not in (None, "prior", "mean"):
+            hint = (
+                " (a target's posterior needs the target itself, which imputation does not have)"
+                if style == "posterior"
+                else ""
+            )
+            raise ConfigError(f"unknown style {style!r}{hint}: use 'prior' or 'mean'")
+        return self.imputed(inputs, targets, per_input, latent, style or "prior", generator)
+
+    def imputed(
+        self,
+        inputs: dict[str, Tensor],
+        targets: tuple[str, ...],
+        per_input: int,
+        latent: Latent,
+        style: ImputedStyle,
+        generator: torch.Generator | None,
+    ) -> dict[str, Tensor]:
+        """`impute` on checked encoder inputs, through `conditional_generate`: for models
+        without style its "posterior" samples the latent, "prior" takes the mean; models with
+        style choose their latent themselves and take `styles` (here the prior's mean, zero)."""
+        if not self.has_style:
+            mode = "posterior" if latent == "sample" else "prior"
+            return self.conditional_generate(inputs, targets, None, per_input, mode, generator)
+        styles = None
+        if style == "mean":
+            device = next(self.parameters()).device
+            styles = {t: torch.zeros(per_input, self.style_dim, device=device) for t in targets}
+        return self.conditional_generate(
+            inputs, targets, None, per_input, "prior", generator, styles=styles
+        )
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        content: ContentSampler | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """`n` joint samples of every modality (decoded means, images in [0, 1]): the shared
+        latent from `content` (default: the prior; an ex-post GMM, `inference.saved_gmm`), any
+        style from its prior."""
+        if n < 1:
+            raise ConfigError(f"the number of samples must be at least 1, got {n}")
+        return self.generate(n, content, generator)
+
+    @torch.no_grad()
+    def represent(self, given: Mapping[str, Tensor], with_style: bool = False) -> dict[str, Tensor]:
+        """Per input row of the raw tensors `given`, the shared representation ("shared": the
+        posterior mean, `embed`'s) and with `with_style` each given modality's style mean
+        ("style/<modality>")."""
+        inputs = self.prepare_inputs(given)
+        if with_style and not self.has_style:
+            raise ConfigError(
+                f"{type(self).__name__} has no modality-specific style: drop with_style "
+                "(--with-style)"
+            )
+        names = tuple(inputs)
+        emb = self.embed(inputs, names, with_style)
+        out = {"shared": emb[:, : self.shared_dim]}
+        if with_style:
+            styles = emb[:, self.shared_dim :].split(self.style_dim, dim=1)
+            out.update({f"style/{m}": s for m, s in zip(names, styles, strict=True)})
+        return out
+
+    def prepare_inputs(self, given: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Raw user tensors as encoder inputs on the model's device, in the model's modality
+        order: names, dtypes and shapes checked against `data_signature`, rows matched."""
+        if not given:
+            raise ConfigError(f"no input given: give at least one of {list(self.modalities)}")
+        self.check_names(tuple(given), "given")
+        device = next(self.parameters()).device
+        inputs = {}
+        for m in self.modalities:
+            if m not in given:
+                continue
+            x = torch.as_tensor(given[m])
+            if self.data_signature is not None and m in self.data_signature:
+                x = self.data_signature[m].check(m, x)
+            inputs[m] = encoder_input(x.to(device))
+        rows = {m: int(x.shape[0]) for m, x in inputs.items()}
+        if len(set(rows.values())) > 1:
+            raise DataError(
+                f"the given modalities have different numbers of rows {rows}: "
+                "give one row per sample in each"
+            )
+        return inputs
+
+    def check_names(self, names: Sequence[str], what: str) -> None:
+        """Refuse modality names this model does not have (`what`: where they were named)."""
+        unknown = [m for m in names if m not in self.modalities]
+        if unknown:
+            raise ConfigError(
+                f"unknown {what} modalities {unknown}: this model has {list(self.modalities)}"
+            )
 
     def style_prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """`n` draws [n, style_dim] of one modality's style from its prior (N(0, I) here);

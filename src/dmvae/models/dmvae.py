@@ -115,6 +115,7 @@ class DMVAE(MultimodalVAE):
 
     name = "dmvae"
     has_style = True
+    latent_choices = ("mean",)  # generation decodes the content posterior's mean (the paper's)
 
     config_class = DMVAEConfig
 

@@ -105,6 +105,7 @@ class Family:
 class MMVAEPlus(MultimodalVAE):
     name = "mmvaeplus"
     has_style = True
+    latent_choices = ("sample",)  # z is sampled from one expert (the official cross-generation)
 
     config_class = MMVAEPlusConfig
 

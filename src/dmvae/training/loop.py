@@ -18,6 +18,7 @@ import torch
 
 from dmvae import distributed
 from dmvae.config import LOCATION, RunConfig, data_folder_key
+from dmvae.data import signature
 from dmvae.devices import resolve_device
 from dmvae.errors import CheckpointError, ConfigError, TrainingDiverged
 from dmvae.experiments import EXPERIMENTS
@@ -238,8 +239,10 @@ def load_run(
         saved["data"] = {**(saved.get("data") or {}), **data}
     config = RunConfig.from_dict(saved)
     model = config.build_model()
-    tensors, _ = ckpt.read_checkpoint(run_dir / CHECKPOINT)
+    tensors, meta = ckpt.read_checkpoint(run_dir / CHECKPOINT)
     ckpt.load_model_weights(model, tensors, run_dir / CHECKPOINT)
+    if "data_signature" in meta["info"]:  # runs trained before it was recorded have none
+        model.data_signature = signature.from_json(meta["info"]["data_signature"])
     model.to(resolve_device(str(device)) if isinstance(device, str) else device)
     model.eval()
     return model, config

@@ -17,6 +17,7 @@ import torch
 
 from dmvae import checkpoints as ckpt
 from dmvae import distributed
+from dmvae.data import signature
 from dmvae.data.batch import Batch, MultimodalData
 from dmvae.errors import ConfigError
 from dmvae.models.base import MultimodalVAE
@@ -71,7 +72,8 @@ def save(
     step: int,
     run: dict[str, Any],
 ) -> None:
-    """Weights, optimisers, RNG states and the step, written atomically."""
+    """Weights, optimisers, RNG states, the step and the data signature (what inference checks
+    inputs against), written atomically."""
     rng = {
         "order": sampler.order.get_state(),
         "epoch_order": sampler.epoch_start,
@@ -81,6 +83,7 @@ def save(
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state()
     info = {"step": step, "epoch": step / sampler.steps_per_epoch, "config": run}
+    info["data_signature"] = signature.to_json(signature.signature_of(sampler.data))
     ckpt.save_checkpoint(path, model, optimizers, rng, info)
 
 

@@ -101,8 +101,9 @@ def trained(tmp_path, mnist_root) -> Path:
 
 
 @pytest.fixture
-def evaluated(trained, quick_classifiers) -> Path:
-    """`trained`, evaluated by its author: the ex-post GMM and the sample grids."""
+def evaluated(trained, quick_classifiers, small_train) -> Path:
+    """`trained`, evaluated by its author: the ex-post GMM (on 1000 training tuples) and the
+    sample grids."""
     from dmvae.evaluation.suite import evaluate_run
 
     evaluate_run(trained, metrics=["gmm", "grids"], max_test=64, progress=False)

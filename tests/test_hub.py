@@ -15,17 +15,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-pytest.importorskip("huggingface_hub")
+from dmvae import hub, remote
+from dmvae.cli import main
+from dmvae.errors import CheckpointError, ConfigError
+from dmvae.evaluation.suite import evaluate_run
+from dmvae.training import CHECKPOINT, load_run
+from dmvae.training.rundir import RunLocked
 
-import huggingface_hub  # noqa: E402
-from huggingface_hub.errors import LocalEntryNotFoundError  # noqa: E402
-from huggingface_hub.utils import filter_repo_objects  # noqa: E402
-
-from dmvae import hub, remote  # noqa: E402
-from dmvae.cli import main  # noqa: E402
-from dmvae.errors import CheckpointError, ConfigError  # noqa: E402
-from dmvae.training import CHECKPOINT, load_run  # noqa: E402
-from dmvae.training.rundir import RunLocked  # noqa: E402
+huggingface_hub = pytest.importorskip("huggingface_hub", reason="needs dmvae[hub]")
+filter_repo_objects = pytest.importorskip("huggingface_hub.utils").filter_repo_objects
+hub_errors = pytest.importorskip("huggingface_hub.errors")
 
 
 class FakeHub:
@@ -67,7 +66,7 @@ class FakeHub:
     def snapshot_download(self, repo_id: str, *, revision=None, allow_patterns=None, **_) -> str:
         repo = self.root / repo_id
         if not (repo / "main").exists():
-            raise LocalEntryNotFoundError(f"cannot reach the Hub for {repo_id}")
+            raise hub_errors.LocalEntryNotFoundError(f"cannot reach the Hub for {repo_id}")
         source = repo / (revision or (repo / "main").read_text())
         names = list(filter_repo_objects(self.files(source), allow_patterns=allow_patterns))
         self.downloads.append(names)
@@ -104,8 +103,6 @@ def trained(tmp_path, mnist_root) -> Path:
 def evaluated(trained, quick_classifiers, small_train) -> Path:
     """`trained`, evaluated by its author: the ex-post GMM (on 1000 training tuples) and the
     sample grids."""
-    from dmvae.evaluation.suite import evaluate_run
-
     evaluate_run(trained, metrics=["gmm", "grids"], max_test=64, progress=False)
     return trained
 
@@ -228,6 +225,8 @@ def test_push_refuses_a_run_still_training_or_without_a_checkpoint(trained, fake
 def test_hub_errors_and_a_missing_extra_are_one_line_with_the_fix(fake_hub, monkeypatch, capsys):
     assert main(["evaluate", "hf://nobody/nothing", "--out", "x"]) == 1
     assert "cannot be reached and the run is not in the local cache" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"copy hf://alice/tiny into a folder of yours first"):
+        evaluate_run("hf://alice/tiny", progress=False)
     with pytest.raises(ConfigError, match="write hf://user/name or hf://user/name@revision"):
         load_run("hf://alice/tiny@")
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if not installed

@@ -21,7 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "load_run in Python) also takes hf://user/name[@revision]."
         ),
     )
-    commands = p.add_subparsers(dest="hub_command", metavar="COMMAND", required=True)
+    commands = p.add_subparsers(
+        dest="hub_command", metavar="COMMAND", required=True, help="what to do (required):"
+    )
     push = commands.add_parser(
         "push",
         help="upload a trained run with a model card",
@@ -48,7 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "A run whose config names code to import is refused unless --experiment names yours.",
     )
     pull.add_argument("ref", metavar="hf://USER/NAME[@REVISION]", help="the shared run")
-    pull.add_argument("--out", required=True, metavar="DIR", help="the folder to copy it into")
+    pull.add_argument(
+        "--out", required=True, metavar="DIR", help="the folder to copy it into (required)"
+    )
     pull.add_argument(
         "--experiment",
         metavar="NAME",

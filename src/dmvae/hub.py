@@ -19,7 +19,7 @@ from typing import Any
 
 from dmvae import remote
 from dmvae.checkpoints import read_metadata
-from dmvae.config import RunConfig
+from dmvae.config import LOCATION, RunConfig
 from dmvae.errors import CheckpointError, ConfigError
 from dmvae.experiments import get_experiment
 from dmvae.files import atomic_path
@@ -107,11 +107,11 @@ def model_card(run: Path, repo_id: str) -> str:
     title = model_title(config.model)
     ref = f"{remote.SCHEME}{repo_id}"
     tags = ["dmvae", "multimodal-vae", "vae", config.model]
-    tags += [config.experiment] if ":" not in config.experiment else []
+    tags = list(dict.fromkeys(tags + ([config.experiment] if ":" not in config.experiment else [])))
     lines = ["---", "library_name: dmvae", "tags:", *(f"- {t}" for t in tags), "---", ""]
     lines += [f"# {title} on {config.experiment}", ""]
     lines += [
-        f"A multimodal VAE trained with [dmvae](https://pypi.org/project/dmvae/): {title} on "
+        f"A multimodal VAE trained with dmvae: {title} on "
         f"the `{config.experiment}` experiment, modalities {', '.join(modalities)}, checkpoint "
         f"at training step {step}.",
         "",
@@ -125,7 +125,7 @@ def model_card(run: Path, repo_id: str) -> str:
         ]
     lines += ["## Settings", ""]
     rows = [[f"model.{k}", _cell(v)] for k, v in full["model"].items() if k != "name"]
-    rows += [[f"data.{k}", _cell(v)] for k, v in full["data"].items()]
+    rows += [[f"data.{k}", _cell(v)] for k, v in full["data"].items() if k not in LOCATION]
     rows += [[f"train.{k}", _cell(full["train"][k])] for k in TRAIN_KEYS]
     lines += table(["setting", "value"], rows)
     lines += ["", "## Use it", "", "```python", "import dmvae", ""]
@@ -133,7 +133,8 @@ def model_card(run: Path, repo_id: str) -> str:
     lines += [f"dmvae evaluate {ref} --out runs/{repo_id.rsplit('/', 1)[-1]}", "```", ""]
     lines += [
         f"Pin this version with `{ref}@REVISION` (a commit, branch or tag). The run holds "
-        "config.json and a safetensors checkpoint: no code is downloaded or run.",
+        "config.json and a safetensors checkpoint: no code is downloaded or run. Evaluating it "
+        "reads the data from your own folder: `--data-root DIR` (`data_root=` in Python).",
         "",
         "## Results",
         "",

@@ -78,7 +78,7 @@ def push_run(
                 allow_patterns=list(remote.RUN_FILES),
                 delete_patterns=list(remote.RUN_FILES),  # no stale results of an earlier push
             )
-        except (OSError, ValueError) as err:  # the Hub's errors derive from these
+        except remote.failures() as err:
             raise remote.hub_error(err, f"pushing {run} to {repo_id}") from err
     return f"{remote.SCHEME}{repo_id}@{commit.oid}"
 

@@ -66,7 +66,7 @@ def huggingface_hub() -> Any:
 
 def hub_error(err: Exception, what: str) -> HubError:
     """One line for a failed Hub request: what failed, why, and what to do about it."""
-    from huggingface_hub import errors
+    from huggingface_hub import utils as errors  # where every version exports them
 
     if isinstance(err, errors.RevisionNotFoundError):
         return HubError(f"{what}: no such revision; name a branch, tag or commit of the repository")
@@ -84,6 +84,16 @@ def hub_error(err: Exception, what: str) -> HubError:
     return HubError(f"{what} failed ({message}); check the name, your login and the network")
 
 
+def failures() -> tuple[type[Exception], ...]:
+    """What a failed Hub request raises: the Hub's errors (OSError, ValueError) and, where
+    huggingface_hub uses httpx, its network errors."""
+    try:
+        import httpx
+    except ImportError:
+        return (OSError, ValueError)
+    return (OSError, ValueError, httpx.HTTPError)
+
+
 def download_run(ref: str) -> Path:
     """The folder in the Hugging Face cache that holds the run `ref` names, downloading the
     run's files (`RUN_FILES`, nothing else) when they are not cached yet."""
@@ -99,7 +109,7 @@ def download_run(ref: str) -> Path:
             library_name="dmvae",
             library_version=__version__,
         )
-    except (OSError, ValueError) as err:  # the Hub's errors derive from these
+    except failures() as err:
         raise hub_error(err, f"downloading {ref}") from err
     folder = Path(folder)
     missing = [name for name in REQUIRED if not (folder / name).is_file()]

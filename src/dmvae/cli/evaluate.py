@@ -136,7 +136,6 @@ def run(args: argparse.Namespace) -> int:
                 "data.classifiers); training settings are fixed by the run"
             )
         data[name] = value
-    run_dir = local_copy(args, data)
     settings = EvalSettings(
         experiment=args.experiment,
         data=data,
@@ -152,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
+    run_dir = local_copy(args, data)  # after the settings: a bad one fails before a download
     from dmvae.data.sources import download_bars
 
     with download_bars(settings.progress):

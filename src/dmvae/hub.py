@@ -58,8 +58,8 @@ def push_run(
     `token`: default, the login of `hf auth login` or $HF_TOKEN."""
     run = Path(run_dir)
     remote.parse_ref(remote.SCHEME + repo_id)  # a malformed name fails before anything runs
-    hub = remote.huggingface_hub()
     check_run(run)
+    hub = remote.huggingface_hub()
     with tempfile.TemporaryDirectory(prefix="dmvae-push-") as staging:
         with rundir.locked(run, "push"):
             card = model_card(run, repo_id)

@@ -169,14 +169,19 @@ def pull_run(
     own, which the copy's config.json then names. A folder that already holds this very run is
     kept as it is (with its own evaluations); one that holds another run is refused."""
     snapshot = remote.download_run(ref)
-    saved = json.loads((snapshot / "config.json").read_text())
+    try:
+        saved = json.loads((snapshot / "config.json").read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(
+            f"{ref}'s config.json is not valid JSON ({err}); ask its author to push it again"
+        ) from err
     remote.refuse_code(saved, ref, experiment, data)
     if experiment:
         saved["experiment"] = experiment
     if data and "classifiers" in data:
         saved["data"] = {**(saved.get("data") or {}), "classifiers": data["classifiers"]}
     out = Path(out)
-    if (out / "config.json").exists() or (out / CHECKPOINT).exists():
+    if (out / "config.json").exists():  # written last: a folder without it is redone
         if _same_run(out, snapshot, saved):
             return out
         raise ConfigError(
@@ -192,8 +197,9 @@ def pull_run(
 
 
 def _same_run(out: Path, snapshot: Path, saved: Mapping[str, Any]) -> bool:
+    """Whether `out` holds what a pull would write: its config, and its checkpoint byte for byte."""
     try:
         mine = json.loads((out / "config.json").read_text())
+        return mine == saved and filecmp.cmp(out / CHECKPOINT, snapshot / CHECKPOINT, shallow=False)
     except (OSError, json.JSONDecodeError):
         return False
-    return mine == saved and filecmp.cmp(out / CHECKPOINT, snapshot / CHECKPOINT, shallow=False)

@@ -163,9 +163,12 @@ def test_evaluate_a_shared_run_into_a_local_folder(evaluated, fake_hub, tmp_path
     assert sorted(p.name for p in (local / "eval").iterdir()) == sorted(
         p.name for p in (trained / "eval").iterdir()
     )
+    assert fake_hub.files(fake_hub.head("alice/tiny-dmvae")) == sorted(remote.RUN_FILES)
+    cached = fake_hub.root.parent / "hf-cache"
+    assert not [p for p in cached.rglob("*") if p.suffix == ".png" or p.name.startswith(".")]
     assert main(["evaluate", ref, "--out", str(local), *args]) == 0  # the same run: reused
     other = tmp_path / "other"
-    (other).mkdir()
+    other.mkdir()
     (other / "config.json").write_text("{}")
     assert main(["evaluate", ref, "--out", str(other), *args]) == 2
     assert "already holds another run" in capsys.readouterr().err

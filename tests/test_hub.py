@@ -114,7 +114,9 @@ def generations(model) -> dict[str, torch.Tensor]:
     )
 
 
-def test_a_pushed_run_loads_with_identical_weights_and_generations(evaluated, fake_hub, capsys):
+def test_a_pushed_run_loads_with_identical_weights_and_generations(
+    evaluated, fake_hub, tmp_path, capsys
+):
     trained = evaluated
     ref = hub.push_run(trained, "alice/tiny-dmvae")
     assert ref == f"hf://alice/tiny-dmvae@{1:040x}"
@@ -146,6 +148,14 @@ def test_a_pushed_run_loads_with_identical_weights_and_generations(evaluated, fa
     assert f"this very upload is hf://alice/tiny-dmvae@{2:040x}" in capsys.readouterr().out
     pinned, _ = load_run(ref)
     assert torch.equal(generations(pinned)["m1"], b["m1"])
+    # the inference commands take a shared run, its saved GMM included
+    for run in (trained, "hf://alice/tiny-dmvae"):
+        out = tmp_path / Path(str(run)).name
+        cmd = ["sample", str(run), "--num", "4", "--from", "gmm", "--device", "cpu", "--seed", "1"]
+        assert main([*cmd, "--out", str(out)]) == 0
+    assert (tmp_path / "tiny-dmvae" / "m1.npy").read_bytes() == (
+        tmp_path / "run" / "m1.npy"
+    ).read_bytes()
 
 
 def test_evaluate_a_shared_run_into_a_local_folder(evaluated, fake_hub, tmp_path, capsys):

@@ -55,6 +55,19 @@ def quick_classifiers(real_mnist):
     return model
 
 
+@pytest.fixture
+def small_train(monkeypatch):
+    """Evaluations probe and fit the GMM on a seeded 1000 of the 60000 training tuples."""
+    from dmvae.evaluation import context, suite
+
+    def build(run_dir, settings, device="cpu"):
+        ctx = context.build_context(run_dir, settings, device)
+        ctx.train = ctx.train.random_subset(1000, seed=1)
+        return ctx
+
+    monkeypatch.setattr(suite, "build_context", build)
+
+
 def _digit_scores(model, config, classifier) -> dict[str, float]:
     import torch
 

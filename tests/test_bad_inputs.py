@@ -202,6 +202,12 @@ CASES = [
     (["evaluate", "{root}/done", "--num-real", "1"], USAGE, "num_real=1 is invalid"),
     (["evaluate", "{root}/done", "--metrics", "bogus"], USAGE, "invalid choice: 'bogus'"),
     (["evaluate", "{root}/done", "--fid", "bogus"], USAGE, "invalid choice: 'bogus'"),
+    (["evaluate", "hf://alice/run"], USAGE, "writes its results beside the run: pass --out DIR"),
+    (["evaluate", "{root}/done", "--out", "{new}"], USAGE, "--out is for shared runs"),
+    # sharing (docs/sharing.md): refused before the Hub is asked
+    (["hub", "push", "{root}/missing", "alice/run"], FAILURE, "is not a run directory"),
+    (["hub", "push", "{root}/done", "alice/a/b"], USAGE, "is not a Hub run reference"),
+    (["hub", "pull", "hf://alice/run@", "--out", "{new}"], USAGE, "hf://user/name@revision"),
     # --data-root points the folder experiment's data.path elsewhere (a moved data folder)
     (["evaluate", "{root}/done", "--data-root", "{root}/empty-data"], FAILURE, "no folder"),
     (["evaluate", "{root}/done", "--set", "data.noise_std={}"], USAGE, "change what the run"),

@@ -560,19 +560,6 @@ def tiny_run(out: Path, mnist_root: Path, steps: int, resume: bool = False) -> P
     return out
 
 
-@pytest.fixture
-def small_train(monkeypatch):
-    """Evaluations probe and fit the GMM on a seeded 1000 of the 60000 training tuples."""
-    from dmvae.evaluation import context
-
-    def build(run_dir, settings, device="cpu"):
-        ctx = context.build_context(run_dir, settings, device)
-        ctx.train = ctx.train.random_subset(1000, seed=1)
-        return ctx
-
-    monkeypatch.setattr(suite, "build_context", build)
-
-
 SMALL = {"num_samples": 100, "max_test": 100, "progress": False}
 
 

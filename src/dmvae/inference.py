@@ -16,6 +16,7 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import make_grid, save_image
 
+from dmvae import remote
 from dmvae.checkpoints import read_metadata
 from dmvae.config import RunConfig
 from dmvae.data.batch import encoder_input
@@ -124,8 +125,9 @@ def read_image(path: Path, signature: ModalitySignature, resize: bool) -> Tensor
 
 def saved_gmm(run_dir: str | Path, device: torch.device | str = "cpu") -> GMMSampler:
     """The ex-post GMM `dmvae evaluate` saved for the run's current checkpoint; never refitted
-    here (fitting needs the training data and minutes)."""
-    run_dir = Path(run_dir)
+    here (fitting needs the training data and minutes). A shared run ("hf://...") is read
+    from its copy in the Hugging Face cache."""
+    run_dir = remote.local_run(run_dir)
     path = run_dir / GMM_FILE
     if not path.exists():
         raise DataError(

@@ -17,7 +17,17 @@ from collections.abc import Sequence
 from dmvae import __version__
 from dmvae.errors import ConfigError, DmvaeError
 
-COMMANDS = ("data", "train", "classifiers", "evaluate", "reproduce", "generate", "sample", "encode")
+COMMANDS = (
+    "data",
+    "train",
+    "classifiers",
+    "evaluate",
+    "reproduce",
+    "generate",
+    "sample",
+    "encode",
+    "hub",
+)
 USAGE_ERROR = 2  # argparse's exit status for a bad command line
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from dmvae.cli import options
 
@@ -21,7 +22,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "metrics.md and PNGs). The digit classifiers are trained on first use."
         ),
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory `dmvae train` wrote")
+    p.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        help="the run directory `dmvae train` wrote, or a shared run hf://user/name[@revision]",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="for a shared run (hf://...), required: the local folder to copy it into and "
+        "evaluate there (a local run is evaluated into RUN_DIR/eval)",
+    )
     p.add_argument(
         "--metrics",
         nargs="+",
@@ -111,8 +122,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from dmvae.devices import resolve_device
     from dmvae.errors import ConfigError
     from dmvae.evaluation.suite import EvalSettings, evaluate_run
@@ -142,16 +151,40 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
+    run_dir = local_copy(args, data)  # after the settings: a bad one fails before a download
     from dmvae.data.sources import download_bars
 
     with download_bars(settings.progress):
         evaluate_run(
-            args.run_dir,
+            run_dir,
             settings=settings,
             device=resolve_device(args.device),
             allow_running=args.allow_running,
         )
-    out = Path(args.run_dir) / "eval"
+    out = run_dir / "eval"
     print((out / "metrics.md").read_text())
     print(f"metrics, grids and the GMM written to {out}")
     return 0
+
+
+def local_copy(args: argparse.Namespace, data: dict) -> Path:
+    """The folder to evaluate: RUN_DIR itself, or a shared run copied into --out (its folder in
+    the Hugging Face cache is read-only, and the results belong with the run)."""
+    from dmvae.errors import ConfigError
+    from dmvae.remote import is_hub_ref
+
+    if not is_hub_ref(args.run_dir):
+        if args.out:
+            raise ConfigError(
+                f"--out is for shared runs (hf://user/name); {args.run_dir} is evaluated into "
+                f"{Path(args.run_dir) / 'eval'}: drop --out"
+            )
+        return Path(args.run_dir)
+    if not args.out:
+        raise ConfigError(
+            f"evaluating {args.run_dir} writes its results beside the run: pass --out DIR, the "
+            "local folder to copy it into and evaluate there"
+        )
+    from dmvae.hub import pull_run
+
+    return pull_run(args.run_dir, args.out, args.experiment, data)

@@ -82,7 +82,11 @@ def add_modalities(parser: argparse.ArgumentParser) -> None:
 
 def add_run(parser: argparse.ArgumentParser) -> None:
     """The RUN argument of the inference commands, handed to `load_run` as it is."""
-    parser.add_argument("run", metavar="RUN", help="the run directory `dmvae train` wrote")
+    parser.add_argument(
+        "run",
+        metavar="RUN",
+        help="the run directory `dmvae train` wrote, or a shared run hf://user/name[@revision]",
+    )
 
 
 def add_given(parser: argparse.ArgumentParser) -> None:

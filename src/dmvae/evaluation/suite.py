@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from dmvae import remote
 from dmvae.errors import ConfigError, DmvaeError
 from dmvae.evaluation import coherence as coh
 from dmvae.evaluation.context import EvalContext, build_context
@@ -248,6 +249,11 @@ def evaluate_run(
     if settings is not None and options:
         raise ConfigError(f"pass settings or their fields, not both (got {sorted(options)})")
     settings = settings or EvalSettings(**options)
+    if remote.is_hub_ref(run_dir):
+        raise ConfigError(
+            f"evaluation writes its results beside the run: copy {run_dir} into a folder of "
+            f"yours first (dmvae.hub.pull_run({run_dir!r}, DIR)) and evaluate that"
+        )
     from dmvae.training.rundir import evaluation_lock
 
     with evaluation_lock(Path(run_dir), allow_running) as training:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from dmvae import distributed
+from dmvae import distributed, remote
 from dmvae.config import LOCATION, RunConfig, data_folder_key
 from dmvae.data import signature
 from dmvae.devices import resolve_device
@@ -203,10 +203,15 @@ def load_run(
     the name config.json holds (a run trained from Python on an experiment registered there:
     name it as "module:attribute"); `data` overrides data settings (where the data are now
     and how they are scored, `config.LOCATION`, not what was trained on); `data_root` is the
-    experiment's data folder setting, whatever its name ("root", or the folder's "path")."""
+    experiment's data folder setting, whatever its name ("root", or the folder's "path").
+
+    `run_dir` may be a run shared on the Hugging Face Hub, "hf://user/name[@revision]"
+    (`dmvae.hub`): it is downloaded into the Hugging Face cache, and refused if its config
+    names code to import that `experiment` and `data` do not replace."""
     from dmvae import checkpoints as ckpt
 
-    run_dir = Path(run_dir)
+    source, run_dir = run_dir, remote.local_run(run_dir)
+    data = dict(data or {})
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise CheckpointError(f"{run_dir} is not a run directory (no config.json); train it first")
@@ -216,17 +221,18 @@ def load_run(
         raise CheckpointError(
             f"{cfg_path} is not valid JSON ({err}); restore it from a backup or retrain"
         ) from err
+    if remote.is_hub_ref(source) and isinstance(saved, dict):
+        remote.refuse_code(saved, str(source), experiment, data)
     if experiment:
         saved["experiment"] = experiment
     elif isinstance(saved, dict) and saved.get("experiment") not in EXPERIMENTS:
         name = saved.get("experiment")
         if isinstance(name, str) and ":" not in name:
             raise ConfigError(
-                f"{run_dir} was trained on experiment {name!r}, which is not registered here "
+                f"{source} was trained on experiment {name!r}, which is not registered here "
                 "(it was registered in Python): register it first, or name the object with "
                 "`--experiment package.module:ATTRIBUTE` (load_run(..., experiment=...))"
             )
-    data = dict(data or {})
     changed = sorted(set(data) - set(LOCATION))
     if changed:
         raise ConfigError(

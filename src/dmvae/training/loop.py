@@ -25,6 +25,7 @@ from dmvae.experiments import EXPERIMENTS
 from dmvae.files import atomic_path
 from dmvae.models.base import MultimodalVAE
 from dmvae.objectives import kl_anneal_weight
+from dmvae.tracking import check_loggers
 from dmvae.training import rundir, state
 from dmvae.training.log import RunLog
 from dmvae.training.state import CHECKPOINT, EpochSampler
@@ -44,6 +45,7 @@ def _train(
     t, out = config.train, Path(config.train.out)
     rundir.check_start(out, config, resume, overwrite)
     config.check()
+    check_loggers(t.loggers)
     torch.manual_seed(t.seed)
     data = config.build_data("train", ctx.device)  # data and networks are checked before
     model = config.build_model().to(ctx.device)  # anything is written
@@ -116,7 +118,16 @@ def _loop(config, ctx, step_fn, parts, start: int, resume: bool) -> None:
             ) from None
 
     every = dict(resume=resume, start=start, total=total, every=t.log_every)
-    log = RunLog(out, model, **every, batch_size=t.batch_size, progress=t.progress, ctx=ctx)
+    log = RunLog(
+        out,
+        model,
+        loggers=t.loggers,
+        config=config.to_dict(),
+        **every,
+        batch_size=t.batch_size,
+        progress=t.progress,
+        ctx=ctx,
+    )
     with rundir.deferred_interrupt() as interrupted:
         try:
             for step, epoch, batch in sampler.batches(start, total, noise):

@@ -253,3 +253,16 @@ def test_library_messages_can_be_captured_or_silenced(
     out = capsys.readouterr()
     assert "warning: logger 'broken' failed to log step 1" in out.err
     assert f"run written to {tmp_path / 'cli'}" in out.out
+
+
+def test_loggers_are_a_resumable_setting_that_old_config_files_lack(stripes_experiment):
+    from dmvae.training.rundir import identity_diff
+
+    config = stripes_run(Path("run"), ["jsonl"])
+    old = config.to_dict()
+    del old["train"]["loggers"]  # a config.json from before loggers could be chosen
+    loaded = RunConfig.from_dict(old)
+    assert loaded.train.loggers == ("jsonl", "tensorboard")
+    assert identity_diff(loaded, config) == []  # resuming with other loggers is allowed
+    with pytest.raises(ConfigError, match="'train.loggers' must be a list of str, got 5"):
+        config.override({"train.loggers": 5})

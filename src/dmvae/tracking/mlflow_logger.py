@@ -50,6 +50,7 @@ class MLflowLogger(Logger):
         from mlflow.tracking import MlflowClient
 
         known = recall(site.run_dir, "mlflow") if site.resume else None
+        self.new = not known  # MLflow's parameters are set once, by the start that made the run
         if known:
             self.client = MlflowClient(known["tracking_uri"])
             self.run_id = known["run_id"]
@@ -83,6 +84,8 @@ class MLflowLogger(Logger):
         self.client.set_tag(self.run_id, f"{key}.step_{step}", text)
 
     def log_config(self, config: Mapping[str, Any]) -> None:
+        if not self.new:
+            return
         from mlflow.entities import Param
 
         params = [Param(k, v) for k, v in flat_params(config).items()]

@@ -2,11 +2,11 @@
 name (`train.loggers`, `dmvae train --log-to`).
 
 A logger is opened for one stage of a run (`LogSite`: training, or an evaluation of it) and
-receives the run's config once, mean loss terms every `train.log_every` steps (already on the
-host: loggers never cause a device synchronisation), notes such as collapse warnings, and is
-closed at the end. Loggers that keep a run of their own elsewhere (MLflow, Weights & Biases)
-record its id in RUN_DIR/trackers.json, so that a resumed training and the run's evaluations
-continue that same tracker run.
+receives the run's config when training starts or resumes, mean loss terms every
+`train.log_every` steps (already on the host: loggers never cause a device synchronisation),
+notes such as collapse warnings, and is closed at the end. Loggers that keep a run of their
+own elsewhere (MLflow, Weights & Biases) record its id in RUN_DIR/trackers.json, so that a
+resumed training and the run's evaluations continue that same tracker run.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class Logger(Protocol):
         before the `log_metrics` of the same step."""
 
     def log_config(self, config: Mapping[str, Any]) -> None:
-        """Record the run's config.json (once, when a run starts; not on resume)."""
+        """Record the run's config.json, each time a training starts or resumes (a resumed
+        run may have changed the settings that `config.RESUMABLE` names)."""
 
     def close(self) -> None:
         """Flush and release what the logger holds."""

@@ -56,8 +56,7 @@ class RunLog:
         self.loggers = None  # rank 0 alone logs
         if ctx.is_main:
             self.loggers = open_loggers(loggers, LogSite(out, "train", resume))
-            if not resume:
-                self.loggers.log_config(config)
+            self.loggers.log_config(config)
         self.bar = tqdm(
             total=total,
             initial=start,

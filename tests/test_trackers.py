@@ -204,14 +204,30 @@ class Broken(Logger):
         raise ConnectionError("the tracking server went away")
 
 
+def unreachable(site) -> Logger:
+    raise ConnectionError("no route to the tracking server\nsecond line")
+
+
 @pytest.fixture
 def own_loggers():
     Recorder.calls = []
     register_logger("recorder", Recorder)
     register_logger("broken", Broken)
+    register_logger("unreachable", unreachable)
     yield
-    LOGGERS.pop("recorder")
-    LOGGERS.pop("broken")
+    for name in ("recorder", "broken", "unreachable"):
+        LOGGERS.pop(name)
+
+
+def test_a_tracker_that_cannot_start_leaves_no_run_behind(
+    stripes_experiment, tmp_path, own_loggers
+):
+    config = stripes_run(tmp_path / "run", ["jsonl", "tensorboard", "unreachable"])
+    message = r"cannot start the unreachable logger \(ConnectionError: no route [^\n]*--log-to$"
+    with pytest.raises(ConfigError, match=message):
+        train(config)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []
+    train(config.override({"loggers": ["jsonl"]}))  # the same --out starts once it is fixed
 
 
 def test_a_registered_logger_receives_the_values_and_the_config(

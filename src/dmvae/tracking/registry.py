@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from dmvae.errors import ConfigError
+from dmvae.errors import ConfigError, DmvaeError
 from dmvae.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -94,16 +94,23 @@ def check_loggers(names: Iterable[str]) -> None:
 
 
 def open_loggers(names: Iterable[str], site: LogSite) -> Loggers:
-    """The named loggers, opened for `site`, as one logger (`check_loggers` first)."""
+    """The named loggers, opened for `site`, as one logger (`check_loggers` first). A logger
+    that cannot start (a tracker without its login) is a one-line ConfigError."""
     names = list(dict.fromkeys(names))
     check_loggers(names)
     opened = Loggers({})
-    try:
-        for name in names:
+    for name in names:
+        try:
             opened.loggers[name] = LOGGERS[name].factory(site)
-    except BaseException:
-        opened.close()
-        raise
+        except BaseException as err:
+            opened.close()
+            if isinstance(err, DmvaeError) or not isinstance(err, Exception):
+                raise
+            first = (str(err).strip().splitlines() or [""])[0]
+            raise ConfigError(
+                f"cannot start the {name} logger ({type(err).__name__}: {first}); fix its "
+                f"set-up (docs/tracking.md) or drop {name} from train.loggers / --log-to"
+            ) from err
     return opened
 
 

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,7 +19,7 @@ from tqdm.auto import tqdm
 from dmvae import distributed
 from dmvae.data.batch import Batch
 from dmvae.models.base import MultimodalVAE
-from dmvae.tracking import LogSite, open_loggers
+from dmvae.tracking import Logger
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +32,9 @@ COLLAPSE_CHECK_FROM = 300
 class RunLog:
     def __init__(
         self,
-        out: Path,
         model: MultimodalVAE,
+        loggers: Logger,
         *,
-        loggers: Sequence[str],
-        config: Mapping[str, Any],
-        resume: bool,
         start: int,
         total: int,
         every: int,
@@ -53,10 +47,7 @@ class RunLog:
         self.sums: dict[str, Tensor] = {}
         self.count = 0
         self.warned: dict[str, str] = {}
-        self.loggers = None  # rank 0 alone logs
-        if ctx.is_main:
-            self.loggers = open_loggers(loggers, LogSite(out, "train", resume))
-            self.loggers.log_config(config)
+        self.loggers = loggers
         self.bar = tqdm(
             total=total,
             initial=start,
@@ -115,13 +106,9 @@ class RunLog:
         return new
 
     def _write(self, step: int, epoch: int, means: dict[str, float], warnings: list[str]) -> None:
-        if self.loggers is None:
-            return
         for text in warnings:
             self.loggers.log_text(step, "warnings", text)
         self.loggers.log_metrics(step, {"epoch": epoch, **means})
 
     def close(self) -> None:
         self.bar.close()
-        if self.loggers is not None:
-            self.loggers.close()

@@ -5,6 +5,7 @@ resumed training and the run's evaluations log into the same MLflow run."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -57,6 +58,12 @@ class MLflowLogger(Logger):
             self.client.update_run(self.run_id, status="RUNNING")
         else:
             uri = mlflow.get_tracking_uri()
+            if uri.startswith("sqlite:") and importlib.util.find_spec("sqlalchemy") is None:
+                raise ConfigError(
+                    f"MLflow's default store {uri} needs the full mlflow package: set "
+                    "MLFLOW_TRACKING_URI to your tracking server (or to file:./mlruns with "
+                    "MLFLOW_ALLOW_FILE_STORE=true), or pip install mlflow"
+                )
             self.client = MlflowClient(uri)
             name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "dmvae")
             experiment = self.client.get_experiment_by_name(name)

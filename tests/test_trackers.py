@@ -115,7 +115,7 @@ def wandb_history(wandb_dir: Path, run_id: str) -> dict[int, dict[str, float]]:
     return rows
 
 
-def test_every_logger_records_the_values_of_log_jsonl(stripes_experiment, offline_trackers):
+def test_every_logger_records_the_values_of_log_jsonl(stripes_experiment, offline_trackers, caplog):
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -151,6 +151,17 @@ def test_every_logger_records_the_values_of_log_jsonl(stripes_experiment, offlin
         scalars = {e.step: e.value for e in events.Scalars(key)}
         want = {s: v[key] for s, v in expected.items() if key in v}
         assert scalars == pytest.approx(want, rel=1e-6), key
+
+    # A run without recorded tracker runs (downloaded, say) starts none when evaluated.
+    (tmp / "run" / "trackers.json").unlink()
+    evaluate_run(tmp / "run", metrics=["latent"], progress=False)
+    skipped = [r.getMessage() for r in caplog.records if "not sent" in r.getMessage()]
+    assert [m.split(":")[0] for m in skipped] == [
+        "the results are not sent to the mlflow logger",
+        "the results are not sent to the wandb logger",
+    ]
+    assert len(log_records(tmp / "run" / "eval" / "log.jsonl")) == 2
+    assert len(list((tmp / "wandb" / "wandb").glob("offline-run-*"))) == 3
 
 
 def test_a_missing_extra_is_refused_before_anything_is_written(
@@ -231,11 +242,17 @@ def test_a_tracker_that_cannot_start_leaves_no_run_behind(
 
 
 def test_a_registered_logger_receives_the_values_and_the_config(
-    stripes_experiment, tmp_path, own_loggers
+    stripes_experiment, tmp_path, own_loggers, monkeypatch, caplog
 ):
     config = stripes_run(tmp_path / "run", ["jsonl", "recorder"])
     train(config)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    saved["train"]["loggers"].append("mlflow")  # a logger the evaluating machine lacks
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
+    monkeypatch.setitem(sys.modules, "mlflow", None)
     metrics = evaluate_run(tmp_path / "run", metrics=["latent"], progress=False)
+    skipped = [r.getMessage() for r in caplog.records if r.name.startswith("dmvae.")]
+    assert len(skipped) == 1 and "not sent to the mlflow logger" in skipped[0]
     logged = numbers_by_step(log_records(tmp_path / "run" / "log.jsonl"))
     calls = Recorder.calls
     assert calls[0] == ("config", config.to_dict())

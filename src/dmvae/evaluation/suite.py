@@ -30,7 +30,7 @@ from dmvae.evaluation.fid_metrics import fids, image_modalities
 from dmvae.evaluation.latent import latent_accuracy, style_accuracy
 from dmvae.evaluation.report import metrics_markdown, save_conditional_grid, save_unconditional_grid
 from dmvae.files import atomic_path
-from dmvae.tracking import LogSite, flat_numbers, open_loggers
+from dmvae.tracking import Loggers, LogSite, flat_numbers, open_loggers
 
 log = logging.getLogger(__name__)
 
@@ -303,16 +303,18 @@ def log_results(ctx: EvalContext, entries: dict) -> None:
     """Send the numbers this evaluation computed to the loggers the run trained with, as
     "eval/<entry>/<key>" at the checkpoint's step, into the same tracker runs as training
     (their ids are in RUN_DIR/trackers.json). metrics.json already holds the results, so a
-    logger that cannot be opened here (a tracker not installed on this machine) is skipped
-    with a warning rather than failing the evaluation."""
+    logger that cannot be opened here (a tracker not installed on this machine, or without a
+    run recorded for this run directory) is skipped with a warning, and the others log."""
     values = flat_numbers(entries, "eval/")
     if not values:
         return
-    try:
-        loggers = open_loggers(ctx.config.train.loggers, LogSite(ctx.run_dir, "evaluate", True))
-    except Exception as err:  # a tracker must not fail an evaluation whose results are saved
-        log.warning("the results are not sent to the run's loggers: %s", err)
-        return
+    site, opened = LogSite(ctx.run_dir, "evaluate", True), {}
+    for name in dict.fromkeys(ctx.config.train.loggers):
+        try:
+            opened.update(open_loggers([name], site).loggers)
+        except Exception as err:  # a tracker must not fail an evaluation whose results are saved
+            log.warning("the results are not sent to the %s logger: %s", name, err)
+    loggers = Loggers(opened)
     try:
         loggers.log_metrics(ctx.step or 0, values)
     finally:

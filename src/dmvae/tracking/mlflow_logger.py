@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from dmvae.errors import ConfigError
-from dmvae.tracking.registry import Logger, LogSite, recall, register_logger, remember
+from dmvae.tracking.registry import (
+    TRACKERS_FILE,
+    Logger,
+    LogSite,
+    recall,
+    register_logger,
+    remember,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,11 @@ class MLflowLogger(Logger):
         from mlflow.tracking import MlflowClient
 
         known = recall(site.run_dir, "mlflow") if site.resume else None
+        if site.stage == "evaluate" and not known:
+            raise ConfigError(
+                f"{site.run_dir} has no MLflow run in {TRACKERS_FILE} (trained without mlflow, "
+                "or elsewhere); its results are in eval/metrics.json"
+            )
         self.new = not known  # MLflow's parameters are set once, by the start that made the run
         if known:
             self.client = MlflowClient(known["tracking_uri"])

@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from dmvae.errors import ConfigError
-from dmvae.tracking.registry import Logger, LogSite, recall, register_logger, remember
+from dmvae.tracking.registry import (
+    TRACKERS_FILE,
+    Logger,
+    LogSite,
+    recall,
+    register_logger,
+    remember,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,11 @@ class WandbLogger(Logger):
     def __init__(self, site: LogSite) -> None:
         wandb = import_wandb()
         known = recall(site.run_dir, "wandb") if site.resume else None
+        if site.stage == "evaluate" and not known:
+            raise ConfigError(
+                f"{site.run_dir} has no wandb run in {TRACKERS_FILE} (trained without wandb, "
+                "or elsewhere); its results are in eval/metrics.json"
+            )
         self.run = wandb.init(
             project=os.environ.get("WANDB_PROJECT") or "dmvae",
             name=site.run_dir.name,

@@ -4,6 +4,7 @@ the same result, NaNs stop the run with the last good checkpoint kept, and the C
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
@@ -226,7 +227,7 @@ def test_file_system_errors_name_the_path_and_the_problem(error, monkeypatch, ca
 
 
 def test_collapse_is_warned_once_in_the_log_and_above_the_bar(
-    tmp_path, mnist_root, monkeypatch, capsys
+    tmp_path, mnist_root, monkeypatch, caplog
 ):
     from dmvae.models.dmvae import DMVAE
 
@@ -240,7 +241,10 @@ def test_collapse_is_warned_once_in_the_log_and_above_the_bar(
     warned = [r for r in log if "warnings" in r]
     assert [r["step"] for r in warned] == [4]  # once per kind
     assert "style KL is 0" in warned[0]["warnings"][0]
-    assert "may have collapsed at step 4" in capsys.readouterr().err
+    # A warning of the "dmvae" logger: stderr, above the bar, from the CLI (`console_log`).
+    warned = [r for r in caplog.records if r.name.startswith("dmvae.")]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+    assert "may have collapsed at step 4" in warned[0].getMessage()
     # The figures behind the warning are logged at every step.
     for key in ("content_effect", "content_norm", "shared", "shared_chance", "kl/m0", "kl/m1"):
         assert all(key in r for r in log)

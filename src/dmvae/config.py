@@ -35,7 +35,7 @@ else:  # pragma: no cover
 VERSION = 2
 SECTIONS = ("train", "model", "data")
 # Settings a resumed run may change: where it is (a moved run resumes), how long it runs, on
-# what device, and how it reports and checkpoints.
+# what device, and how it reports (`loggers` included) and checkpoints.
 RESUMABLE = (
     "out",
     "epochs",
@@ -46,6 +46,7 @@ RESUMABLE = (
     "checkpoint_every",
     "checkpoint_minutes",
     "amp",
+    "loggers",
 )
 
 
@@ -58,7 +59,9 @@ LOCATION = ("root", "download", "path", "classifiers")
 class TrainSettings:
     """How a run trains. `anneal_epochs`: linear KL warm-up; `likelihood_scale`: the Laplace
     scale of every modality; `max_steps` stops early; `amp`: bfloat16 autocast. A checkpoint
-    is written every `checkpoint_every` steps and at least every `checkpoint_minutes`."""
+    is written every `checkpoint_every` steps and at least every `checkpoint_minutes`.
+    `loggers`: where the mean loss terms go every `log_every` steps, by registered name
+    (`dmvae.tracking`: jsonl, tensorboard, mlflow, wandb)."""
 
     out: str = "runs/default"
     epochs: int = 1
@@ -76,6 +79,7 @@ class TrainSettings:
     checkpoint_minutes: float = 5.0
     log_every: int = 10
     progress: bool = True
+    loggers: tuple[str, ...] = ("jsonl", "tensorboard")
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "checkpoint_every", "log_every")

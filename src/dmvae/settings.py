@@ -71,6 +71,11 @@ def _coerce(value: Any, annotation: Any) -> tuple[bool, Any]:
         return False, None
     if origin is typing.Literal:
         return value in args, value
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+        if not isinstance(value, (list, tuple)):
+            return False, None
+        parts = [_coerce(v, args[0]) for v in value]
+        return all(ok for ok, _ in parts), tuple(r for _, r in parts)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             return False, None
@@ -100,6 +105,8 @@ def type_name(annotation: Any) -> str:
         return " or ".join(type_name(a) for a in args)
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return f"a list of {type_name(args[0])}"
     if origin is tuple:
         return f"a list of {len(args)} ({', '.join(type_name(a) for a in args)})"
     if origin in (dict, Mapping):

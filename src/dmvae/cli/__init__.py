@@ -5,14 +5,20 @@ and sets `func`; `main` only dispatches, and turns errors into one line on stder
 (argparse's, or a `ConfigError`: a bad setting) exits with status 2, any other `DmvaeError` or a
 file system error (`OSError`: a path that is a file, a read-only folder, a full disk) with 1.
 `dmvae --debug COMMAND ...` shows the traceback instead.
+
+The library reports through `logging.getLogger("dmvae")`; while a command runs, `console_log`
+prints those messages as the command line always did: information on stdout, warnings on
+stderr as "warning: ...", above any progress bar.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from dmvae import __version__
 from dmvae.errors import ConfigError, DmvaeError
@@ -68,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return USAGE_ERROR
     try:
-        return int(args.func(args) or 0)
+        with console_log():
+            return int(args.func(args) or 0)
     except KeyboardInterrupt as err:
         saved = f" ({err}; continue with --resume)" if str(err) else ""
         print(f"dmvae: interrupted{saved}", file=sys.stderr)
@@ -78,6 +85,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"dmvae: error: {error_line(err, args.command)}", file=sys.stderr)
         return USAGE_ERROR if isinstance(err, ConfigError) else 1
+
+
+class ConsoleHandler(logging.Handler):
+    """The library's messages as a command prints them: INFO on stdout, WARNING and above on
+    stderr prefixed by the level, written through tqdm so that a progress bar stays whole.
+    The streams are looked up at each message (a caller may have replaced sys.stdout)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            text = self.format(record)
+            if record.levelno >= logging.WARNING:
+                tqdm.write(f"{record.levelname.lower()}: {text}", file=sys.stderr)
+            else:
+                tqdm.write(text, file=sys.stdout)
+        except Exception:  # logging's rule: a failed message never stops the program
+            self.handleError(record)
+
+
+@contextmanager
+def console_log() -> Iterator[None]:
+    """Print the "dmvae" logger's messages while a command runs, from INFO up unless a program
+    calling `main` set the logger's level; its level and handlers are restored afterwards."""
+    logger = logging.getLogger("dmvae")
+    handler, level = ConsoleHandler(), logger.level
+    logger.addHandler(handler)
+    if level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def error_line(err: DmvaeError | OSError, command: str) -> str:

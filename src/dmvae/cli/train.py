@@ -8,9 +8,11 @@ import os
 from typing import Any
 
 from dmvae.cli import options
+from dmvae.config import RunConfig, TrainSettings
 from dmvae.experiments import EXPERIMENTS
 from dmvae.models import MODELS
 from dmvae.settings import parse_assignments
+from dmvae.tracking import LOGGERS
 
 # Flags that are shorthands for settings (`--lr 1e-3` is `--set train.lr=1e-3`).
 SHORTHANDS = {
@@ -29,8 +31,6 @@ SHORTHANDS = {
 def train_default(name: str, none: str = "none") -> str:
     """The default of train setting `name` for a help text: `TrainSettings`' value, and "the
     preset's" where a model's preset sets it."""
-    from dmvae.config import TrainSettings
-
     value = getattr(TrainSettings(), name)
     shown = none if value is None else str(value)
     in_presets = any(name in p.train for spec in MODELS.values() for p in spec.presets.values())
@@ -131,6 +131,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     options.add_no_progress(p)
     p.add_argument(
+        "--log-to",
+        metavar="NAMES",
+        help="also log to these trackers, comma-separated: "
+        f"{', '.join(sorted(LOGGERS))} (mlflow and wandb need their extras, pip install "
+        '"dmvae[mlflow]"); added to train.loggers, which a --config file or --set '
+        f"train.loggers=[...] replaces (default: {', '.join(TrainSettings().loggers)})",
+    )
+    p.add_argument(
         "--print-config",
         action="store_true",
         help="print the resolved config.json and exit without training (default: train)",
@@ -164,7 +172,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def resolve(args: argparse.Namespace):
     """The run config the command line describes."""
-    from dmvae.config import RunConfig, take_names
+    from dmvae.config import take_names
     from dmvae.errors import ConfigError
 
     named, values = take_names(overrides(args))
@@ -174,10 +182,22 @@ def resolve(args: argparse.Namespace):
             raise ConfigError(f"--{key} {flag} and --set {key}={name} disagree; give one of them")
     names = {"experiment": args.experiment, "model": args.model, **named}
     if args.config:
-        return RunConfig.from_file(args.config, names["experiment"], names["model"], values)
-    if args.out is None and not args.print_config:
+        config = RunConfig.from_file(args.config, names["experiment"], names["model"], values)
+    elif args.out is None and not args.print_config:
         raise ConfigError("give the run directory: --out RUN_DIR (or train.out in --config)")
-    return RunConfig.preset(**{k: v for k, v in names.items() if v}, overrides=values)
+    else:
+        config = RunConfig.preset(**{k: v for k, v in names.items() if v}, overrides=values)
+    return with_loggers(config, args.log_to)
+
+
+def with_loggers(config: RunConfig, log_to: str | None) -> RunConfig:
+    """`config` with the trackers of `--log-to a,b` added to its `train.loggers` (the trainer
+    checks the names, and that their packages are installed, before it writes anything)."""
+    if not log_to:
+        return config
+    added = [name.strip() for name in log_to.split(",") if name.strip()]
+    loggers = list(dict.fromkeys([*config.train.loggers, *added]))
+    return config.override({"train.loggers": loggers})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,11 +5,13 @@ Each metric is a function of an `EvalContext` returning the result entries it ad
 runs them in a fixed order because they share one seeded generator. `ENTRIES` names the
 top-level keys of eval/metrics.json each metric owns, and `NUMBER_SETTINGS` the settings its
 numbers depend on: an evaluation of some metrics replaces only their entries there and records
-where each came from (`evaluate_run`)."""
+where each came from (`evaluate_run`). The numbers an evaluation computed also go to the
+run's loggers (`train.loggers`, `log_results`)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,9 @@ from dmvae.evaluation.fid_metrics import fids, image_modalities
 from dmvae.evaluation.latent import latent_accuracy, style_accuracy
 from dmvae.evaluation.report import metrics_markdown, save_conditional_grid, save_unconditional_grid
 from dmvae.files import atomic_path
+from dmvae.tracking import Loggers, LogSite, flat_numbers, open_loggers
+
+log = logging.getLogger(__name__)
 
 FID_FEATURES = ("inception", "classifier", "none")
 STYLES = ("prior", "posterior")
@@ -290,7 +295,30 @@ def _evaluate(
         tmp.write_text(json.dumps(result, indent=2))
     with atomic_path(ctx.out_dir / "metrics.md") as tmp:
         tmp.write_text(metrics_markdown(result, ctx.run_table))
+    log_results(ctx, entries)
     return result
+
+
+def log_results(ctx: EvalContext, entries: dict) -> None:
+    """Send the numbers this evaluation computed to the loggers the run trained with, as
+    "eval/<entry>/<key>" at the checkpoint's step, into the same tracker runs as training
+    (their ids are in RUN_DIR/trackers.json). metrics.json already holds the results, so a
+    logger that cannot be opened here (a tracker not installed on this machine, or without a
+    run recorded for this run directory) is skipped with a warning, and the others log."""
+    values = flat_numbers(entries, "eval/")
+    if not values:
+        return
+    site, opened = LogSite(ctx.run_dir, "evaluate", True), {}
+    for name in dict.fromkeys(ctx.config.train.loggers):
+        try:
+            opened.update(open_loggers([name], site).loggers)
+        except Exception as err:  # a tracker must not fail an evaluation whose results are saved
+            log.warning("the results are not sent to the %s logger: %s", name, err)
+    loggers = Loggers(opened)
+    try:
+        loggers.log_metrics(ctx.step or 0, values)
+    finally:
+        loggers.close()
 
 
 def read_metrics(path: Path) -> dict:

@@ -4,6 +4,7 @@ the report after each one, so that an interrupted grid resumes and reports what 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,6 +15,8 @@ from dmvae.files import atomic_path
 from dmvae.reproduce.cells import Cell, cell_config, evaluation_settings, grid
 from dmvae.reproduce.report import write_report
 from dmvae.reproduce.summary import MODELS_ORDER
+
+log = logging.getLogger(__name__)
 
 
 def run_cell(
@@ -92,10 +95,14 @@ def reproduce(
             raise CellsFailed(failed, path)
         return path
     for n, cell in enumerate(cells, 1):
-        print(
-            f"[{n}/{len(cells)}] {cell.model} M={cell.modalities} seed={cell.seed} "
-            f"-> {cell.run_dir(out)}",
-            flush=True,
+        log.info(
+            "[%d/%d] %s M=%s seed=%s -> %s",
+            n,
+            len(cells),
+            cell.model,
+            cell.modalities,
+            cell.seed,
+            cell.run_dir(out),
         )
         run_cell(cell, budget, out, progress=progress, **settings)
         write_report(out, experiment, command)

@@ -1,5 +1,7 @@
-"""What a run reports while it trains: running means of every loss term in log.jsonl and
-TensorBoard, the progress bar, the model's diagnostics and, once per kind, a collapse warning.
+"""What a run reports while it trains: running means of every loss term to the run's loggers
+(`train.loggers`: log.jsonl and TensorBoard by default, `dmvae.tracking`), the progress bar,
+the model's diagnostics and, once per kind, a collapse warning (logged as a warning of the
+"dmvae" logger and recorded by every logger).
 
 Loss terms are summed on the device and read back every `log_every` steps only, so logging
 costs no host synchronisation on the other steps.
@@ -7,10 +9,8 @@ costs no host synchronisation on the other steps.
 
 from __future__ import annotations
 
-import json
-import sys
+import logging
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -19,6 +19,9 @@ from tqdm.auto import tqdm
 from dmvae import distributed
 from dmvae.data.batch import Batch
 from dmvae.models.base import MultimodalVAE
+from dmvae.tracking import Logger
+
+log = logging.getLogger(__name__)
 
 # Collapse is judged from this step on: content needs about 100-200 steps to form even in
 # healthy runs (docs/protocol.md), and a very short run (the quickstart's 58 steps) is
@@ -29,10 +32,9 @@ COLLAPSE_CHECK_FROM = 300
 class RunLog:
     def __init__(
         self,
-        out: Path,
         model: MultimodalVAE,
+        loggers: Logger,
         *,
-        resume: bool,
         start: int,
         total: int,
         every: int,
@@ -45,12 +47,7 @@ class RunLog:
         self.sums: dict[str, Tensor] = {}
         self.count = 0
         self.warned: dict[str, str] = {}
-        self.jsonl, self.tb = None, None
-        if ctx.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.jsonl = open(out / "log.jsonl", "a" if resume else "w")  # noqa: SIM115
-            self.tb = SummaryWriter(str(out / "tb"))
+        self.loggers = loggers
         self.bar = tqdm(
             total=total,
             initial=start,
@@ -103,26 +100,15 @@ class RunLog:
         for kind, reason in self.model.collapse_warnings(means).items():
             if kind not in self.warned:
                 self.warned[kind] = reason
-                text = f"warning: the model may have collapsed at step {step}: {reason}"
-                tqdm.write(text, file=sys.stderr)
-                new.append(text)
+                text = f"the model may have collapsed at step {step}: {reason}"
+                log.warning(text)
+                new.append(f"warning: {text}")
         return new
 
     def _write(self, step: int, epoch: int, means: dict[str, float], warnings: list[str]) -> None:
-        if self.jsonl is None:
-            return
-        record = {"step": step, "epoch": epoch, **means}
-        if warnings:
-            record["warnings"] = warnings
-        self.jsonl.write(json.dumps(record) + "\n")
-        self.jsonl.flush()
-        for k, v in means.items():
-            self.tb.add_scalar(k, v, step)
         for text in warnings:
-            self.tb.add_text("warnings", text, step)
+            self.loggers.log_text(step, "warnings", text)
+        self.loggers.log_metrics(step, {"epoch": epoch, **means})
 
     def close(self) -> None:
         self.bar.close()
-        if self.jsonl is not None:
-            self.jsonl.close()
-            self.tb.close()

@@ -25,6 +25,7 @@ from dmvae.experiments import EXPERIMENTS
 from dmvae.files import atomic_path
 from dmvae.models.base import MultimodalVAE
 from dmvae.objectives import kl_anneal_weight
+from dmvae.tracking import Logger, Loggers, LogSite, check_loggers, open_loggers
 from dmvae.training import rundir, state
 from dmvae.training.log import RunLog
 from dmvae.training.state import CHECKPOINT, EpochSampler
@@ -44,12 +45,13 @@ def _train(
     t, out = config.train, Path(config.train.out)
     rundir.check_start(out, config, resume, overwrite)
     config.check()
+    check_loggers(t.loggers)
     torch.manual_seed(t.seed)
     data = config.build_data("train", ctx.device)  # data and networks are checked before
     model = config.build_model().to(ctx.device)  # anything is written
     sampler = EpochSampler(data, t.batch_size, t.drop_last, t.seed, ctx)
     distributed.barrier(ctx)  # every rank has read the old config before rank 0 replaces it
-    with _writer(out, overwrite, ctx):
+    with _writer(out, overwrite, ctx), _run_loggers(config, resume, ctx) as loggers:
         if ctx.is_main:
             with atomic_path(out / "config.json") as tmp:
                 tmp.write_text(json.dumps(config.to_dict(), indent=2))
@@ -62,7 +64,7 @@ def _train(
             noise.manual_seed(t.seed + 1 + 1000 * ctx.rank + start)
             torch.manual_seed(t.seed + 1000 * ctx.rank + start)
             distributed.broadcast_parameters(model, ctx)
-        _loop(config, ctx, step_fn, parts, start, resume)
+        _loop(config, ctx, step_fn, parts, start, loggers)
     model.eval()
     return model
 
@@ -82,7 +84,29 @@ def _writer(out: Path, overwrite: bool, ctx: distributed.Context) -> Iterator[No
         yield
 
 
-def _loop(config, ctx, step_fn, parts, start: int, resume: bool) -> None:
+@contextmanager
+def _run_loggers(config: RunConfig, resume: bool, ctx: distributed.Context) -> Iterator[Logger]:
+    """Rank 0's loggers (`train.loggers`; the other ranks log nothing), opened in the locked
+    run directory before config.json is written, and closed when training ends. A new run
+    whose tracker cannot start (no wandb login) is left as if it never started."""
+    if not ctx.is_main:
+        yield Loggers({})
+        return
+    out = Path(config.train.out)
+    try:
+        loggers = open_loggers(config.train.loggers, LogSite(out, "train", resume))
+    except BaseException:
+        if not resume:
+            rundir.clear(out)
+        raise
+    try:
+        loggers.log_config(config.to_dict())
+        yield loggers
+    finally:
+        loggers.close()
+
+
+def _loop(config, ctx, step_fn, parts, start: int, loggers: Logger) -> None:
     """Steps from `start`, logging and checkpointing; Ctrl-C saves after the current step.
 
     The device is read only where the host must know: at log records, and before each
@@ -115,8 +139,8 @@ def _loop(config, ctx, step_fn, parts, start: int, resume: bool) -> None:
                 f"the loss became NaN or infinite at step {step}; {_kept(out)}"
             ) from None
 
-    every = dict(resume=resume, start=start, total=total, every=t.log_every)
-    log = RunLog(out, model, **every, batch_size=t.batch_size, progress=t.progress, ctx=ctx)
+    every = dict(start=start, total=total, every=t.log_every)
+    log = RunLog(model, loggers, **every, batch_size=t.batch_size, progress=t.progress, ctx=ctx)
     with rundir.deferred_interrupt() as interrupted:
         try:
             for step, epoch, batch in sampler.batches(start, total, noise):

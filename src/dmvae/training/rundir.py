@@ -18,10 +18,11 @@ from pathlib import Path
 
 from dmvae.config import RunConfig
 from dmvae.errors import CheckpointError, ConfigError, DmvaeError
+from dmvae.tracking import TRACKERS_FILE
 from dmvae.training.state import CHECKPOINT
 
 LOCK = ".lock"
-RUN_FILES = ("config.json", CHECKPOINT, "log.jsonl")
+RUN_FILES = ("config.json", CHECKPOINT, "log.jsonl", TRACKERS_FILE)
 RUN_FOLDERS = ("tb", "eval")
 
 

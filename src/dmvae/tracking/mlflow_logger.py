@@ -15,10 +15,9 @@ from typing import Any
 
 from dmvae.errors import ConfigError
 from dmvae.tracking.registry import (
-    TRACKERS_FILE,
     Logger,
     LogSite,
-    recall,
+    recorded_run,
     register_logger,
     remember,
 )
@@ -57,12 +56,7 @@ class MLflowLogger(Logger):
         mlflow = import_mlflow()
         from mlflow.tracking import MlflowClient
 
-        known = recall(site.run_dir, "mlflow") if site.resume else None
-        if site.stage == "evaluate" and not known:
-            raise ConfigError(
-                f"{site.run_dir} has no MLflow run in {TRACKERS_FILE} (trained without mlflow, "
-                "or elsewhere); its results are in eval/metrics.json"
-            )
+        known = recorded_run(site, "mlflow", "MLflow")
         self.new = not known  # MLflow's parameters are set once, by the start that made the run
         if known:
             self.client = MlflowClient(known["tracking_uri"])

@@ -162,6 +162,19 @@ def recall(run_dir: Path, name: str) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def recorded_run(site: LogSite, name: str, title: str) -> dict[str, Any] | None:
+    """The tracker run that logger `name` recorded for this run directory, which a resume or an
+    evaluation continues; an evaluation without one is refused, since it never starts a tracker
+    run of its own (`title`: how the tracker is called)."""
+    known = recall(site.run_dir, name) if site.resume else None
+    if site.stage == "evaluate" and not known:
+        raise ConfigError(
+            f"{site.run_dir} has no {title} run in {TRACKERS_FILE} (trained without {name}, "
+            "or elsewhere); its results are in eval/metrics.json"
+        )
+    return known
+
+
 def remember(run_dir: Path, name: str, record: Mapping[str, Any]) -> None:
     """Record logger `name`'s run id (and where it lives) in RUN_DIR/trackers.json."""
     path = run_dir / TRACKERS_FILE

@@ -16,10 +16,9 @@ from typing import Any
 
 from dmvae.errors import ConfigError
 from dmvae.tracking.registry import (
-    TRACKERS_FILE,
     Logger,
     LogSite,
-    recall,
+    recorded_run,
     register_logger,
     remember,
 )
@@ -42,12 +41,7 @@ def import_wandb() -> Any:
 class WandbLogger(Logger):
     def __init__(self, site: LogSite) -> None:
         wandb = import_wandb()
-        known = recall(site.run_dir, "wandb") if site.resume else None
-        if site.stage == "evaluate" and not known:
-            raise ConfigError(
-                f"{site.run_dir} has no wandb run in {TRACKERS_FILE} (trained without wandb, "
-                "or elsewhere); its results are in eval/metrics.json"
-            )
+        known = recorded_run(site, "wandb", "wandb")
         self.run = wandb.init(
             project=os.environ.get("WANDB_PROJECT") or "dmvae",
             name=site.run_dir.name,

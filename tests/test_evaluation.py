@@ -18,7 +18,7 @@ from dmvae.data.batch import MultimodalData
 from dmvae.errors import CheckpointError, ConfigError, DataError, DmvaeError
 from dmvae.evaluation import classifiers as clf
 from dmvae.evaluation import coherence as coh
-from dmvae.evaluation import suite
+from dmvae.evaluation import paper_metrics, suite
 from dmvae.evaluation.context import EvalContext
 from dmvae.evaluation.density import GMMSampler, em, training_embeddings
 from dmvae.evaluation.fid import (
@@ -30,13 +30,15 @@ from dmvae.evaluation.fid import (
     real_statistics,
 )
 from dmvae.evaluation.latent import embeddings, latent_accuracy
+from dmvae.evaluation.registry import METRICS
 from dmvae.evaluation.report import (
     metrics_markdown,
     mnist_svhn_table,
     paired_mnist_table,
     save_conditional_grid,
 )
-from dmvae.evaluation.suite import METRICS, EvalSettings, evaluate_run, schedule
+from dmvae.evaluation.settings import EvalSettings
+from dmvae.evaluation.suite import evaluate_run, schedule
 from dmvae.likelihoods import Likelihood
 from dmvae.models.base import MultimodalVAE
 from dmvae.models.mvae import MVAE, MVAEConfig
@@ -371,7 +373,6 @@ def test_probe_and_gmm_embeddings_of_noisy_data_are_seeded():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("metrics", ["coherence", "latnt"], r"unknown metric 'latnt': choose from 'coherence'"),
         ("fid_features", "kid", r"unknown fid_features 'kid': choose from 'inception', "),
         ("style", "mean", r"unknown style 'mean': choose from 'prior', 'posterior', None"),
         ("num_samples", 0, r"num_samples=0 is invalid: use an integer >= 1"),
@@ -385,11 +386,15 @@ def test_eval_settings_name_the_bad_value_and_the_choices(field, value, message)
         EvalSettings(**{field: value})
 
 
-def test_eval_settings_defaults_and_metric_order():
+def test_eval_settings_defaults_and_metric_order(tmp_path):
     default = EvalSettings()
-    assert default.metrics == tuple(METRICS) == EvalSettings(metrics=[]).metrics
+    assert default.metrics is None and EvalSettings(metrics=[]).metrics is None
+    assert schedule(default, tmp_path / "gmm.npz") == list(METRICS)
     assert EvalSettings(metrics="fid").metrics == ("fid",)
     assert list(METRICS) == ["coherence", "latent", "gmm", "joint", "fid", "grids"]
+    unknown = EvalSettings(metrics=["coherence", "latnt"])  # checked against the registry
+    with pytest.raises(ConfigError, match=r"unknown metric 'latnt': choose from 'coherence'"):
+        schedule(unknown, tmp_path / "gmm.npz")
 
 
 def test_schedule_runs_registry_order_and_fits_a_gmm_only_when_joint_lacks_one(tmp_path):
@@ -765,7 +770,7 @@ def test_a_probe_stopped_at_its_iteration_limit_is_recorded_and_marked_not_left_
 
     monkeypatch.setattr(suite, "build_context", fake_context)
     capped = functools.partial(latent_module.latent_accuracy, max_iter=1)
-    monkeypatch.setattr(suite, "latent_accuracy", capped)
+    monkeypatch.setattr(paper_metrics, "latent_accuracy", capped)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = evaluate_run(tmp_path, metrics=["latent"], progress=False)
@@ -778,7 +783,7 @@ def test_a_probe_stopped_at_its_iteration_limit_is_recorded_and_marked_not_left_
     assert f"{first} {100 * result['latent'][first]:.1f}*" in md
     assert "\\* Not converged: these linear probes stopped at their iteration limit" in md
     assert "| latent (not converged) |" in md
-    monkeypatch.setattr(suite, "latent_accuracy", latent_module.latent_accuracy)
+    monkeypatch.setattr(paper_metrics, "latent_accuracy", latent_module.latent_accuracy)
     again = evaluate_run(tmp_path, metrics=["latent"], progress=False)  # converges: unmarked
     assert "unconverged" not in again["provenance"]["latent"]
     assert "Not converged" not in (tmp_path / "eval" / "metrics.md").read_text()

@@ -2,8 +2,8 @@
 
 The public API, imported on first use (so that `import dmvae` stays cheap):
 `RunConfig` (a typed run), `train`, `load_run`, `evaluate_run`, the registries
-(`register_model`, `register_experiment`) and `TensorExperiment` / `MultimodalData` for your
-own modalities.
+(`register_model`, `register_experiment`, `register_metric` with its `Metric` record) and
+`TensorExperiment` / `MultimodalData` for your own modalities.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ _API = {
     "load_run": "dmvae.training",
     "TrainStep": "dmvae.training",
     "evaluate_run": "dmvae.evaluation.suite",
+    "register_metric": "dmvae.evaluation.registry",
+    "Metric": "dmvae.evaluation.metric",
     "register_model": "dmvae.models",
     "ModelSpec": "dmvae.models",
     "Preset": "dmvae.models",

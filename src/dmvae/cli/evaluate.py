@@ -9,7 +9,8 @@ from dmvae.cli import options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from dmvae.evaluation.suite import FID_FEATURES, METRICS, STYLES, EvalSettings
+    from dmvae.evaluation.registry import METRICS
+    from dmvae.evaluation.settings import FID_FEATURES, STYLES, EvalSettings
 
     default = EvalSettings()  # the defaults live in EvalSettings alone
     p = sub.add_parser(
@@ -124,7 +125,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dmvae.devices import resolve_device
     from dmvae.errors import ConfigError
-    from dmvae.evaluation.suite import EvalSettings, evaluate_run
+    from dmvae.evaluation.settings import EvalSettings
+    from dmvae.evaluation.suite import evaluate_run
     from dmvae.settings import parse_assignments
 
     data = {}

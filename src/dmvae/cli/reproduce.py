@@ -13,7 +13,7 @@ from dmvae.settings import parse_assignments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from dmvae.evaluation.suite import FID_FEATURES, EvalSettings
+    from dmvae.evaluation.settings import FID_FEATURES, EvalSettings
     from dmvae.reproduce import BUDGETS, reproduce, reproducible
     from dmvae.reproduce.cells import evaluation_settings
 

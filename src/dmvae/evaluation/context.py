@@ -8,20 +8,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from dmvae.checkpoints import read_metadata
+from dmvae.config import RunConfig
 from dmvae.data.batch import MultimodalData
 from dmvae.data.sources import user_cache_dir
+from dmvae.evaluation.classifiers import accuracy, describe
 from dmvae.evaluation.density import GMMSampler
-from dmvae.evaluation.report import summary_table
+from dmvae.evaluation.report import run_table_of
+from dmvae.evaluation.settings import EvalSettings
+from dmvae.experiments import get_experiment
 from dmvae.models.base import MultimodalVAE
-
-if TYPE_CHECKING:
-    from dmvae.config import RunConfig
-    from dmvae.evaluation.suite import EvalSettings
+from dmvae.training import CHECKPOINT, load_run
 
 
 def default_style(model: MultimodalVAE) -> str:
@@ -67,8 +68,6 @@ class EvalContext:
         """Per modality, which classifier scores it (`classifiers.describe`: kind, source,
         accuracy when it was trained, weights digest) and its accuracy on the test split's
         images, the provenance of every coherence and classifier-feature distance."""
-        from dmvae.evaluation.classifiers import accuracy, describe
-
         source = f"given by experiment {self.config.experiment!r}"
         info = {m: describe(classifier, source) for m, classifier in self.classifiers.items()}
         if self.test.labelled:  # on the split's distinct images, not its pairs
@@ -90,10 +89,6 @@ def build_context(
     """Load the run (with the settings' experiment and data overrides), its train and
     (subsampled) test data and the classifiers its experiment has (none for data without them:
     the metrics that need them are then skipped)."""
-    from dmvae.checkpoints import read_metadata
-    from dmvae.experiments import get_experiment
-    from dmvae.training import CHECKPOINT, load_run
-
     start = time.perf_counter()
     run_dir = Path(run_dir)
     model, config = load_run(
@@ -121,7 +116,7 @@ def build_context(
         device=device,
         cache_root=experiment.data_root(config.data) or user_cache_dir(),
         style=settings.style or default_style(model),
-        run_table=experiment.report.run_table if experiment.report else summary_table,
+        run_table=run_table_of(config.experiment),
         step=step,
         timings={"load": round(time.perf_counter() - start, 2)},
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -14,6 +13,7 @@ from dmvae.data.batch import MultimodalData
 from dmvae.data.pairing import _writable
 from dmvae.data.sources import user_cache_dir
 from dmvae.evaluation import coherence as coh
+from dmvae.evaluation.context import EvalContext
 from dmvae.evaluation.fid import (
     ClassifierFeatures,
     FeatureStats,
@@ -22,9 +22,6 @@ from dmvae.evaluation.fid import (
     fid,
     real_statistics,
 )
-
-if TYPE_CHECKING:
-    from dmvae.evaluation.context import EvalContext
 
 Extractor = InceptionFeatures | ClassifierFeatures
 CHUNK = 1000  # generated images per model call

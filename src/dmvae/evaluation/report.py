@@ -143,6 +143,26 @@ def summary_table(metrics: dict) -> list[str]:
     return lines + _latent_line(metrics)
 
 
+RUN_TABLES: dict[str, Callable[[dict], list[str]]] = {
+    "paired-mnist": paired_mnist_table,
+    "mnist-svhn": mnist_svhn_table,
+    "polymnist": polymnist_table,
+}
+"""The body of each run's eval/metrics.md per experiment name (the paper's table for one run);
+experiments not named here get `summary_table`."""
+
+
+def register_run_table(experiment: str, table: Callable[[dict], list[str]]) -> None:
+    """Lay out the metrics.md of the runs of your own experiment `experiment` with `table`
+    (metrics.json -> markdown lines)."""
+    RUN_TABLES[experiment] = table
+
+
+def run_table_of(experiment: str) -> Callable[[dict], list[str]]:
+    """The body of metrics.md for a run of `experiment`."""
+    return RUN_TABLES.get(experiment, summary_table)
+
+
 def metrics_markdown(metrics: dict, body: Callable[[dict], list[str]] = summary_table) -> str:
     """metrics.md of one run: which results are stale, `body` (the paper's layout for its
     experiments), every conditional coherence, the metrics that were skipped and why (missing

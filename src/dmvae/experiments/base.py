@@ -58,9 +58,6 @@ class Experiment:
 
     name: str = ""
     data_config: type = NoData
-    # How `dmvae reproduce` lays out, scores and reports a grid (`ReportLayout`, the paper's
-    # experiments); None for the others.
-    report: Any = None
 
     def modalities(self, data: Any) -> tuple[str, ...]:
         raise NotImplementedError

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -15,9 +14,6 @@ from dmvae.errors import ConfigError
 from dmvae.experiments.base import register_experiment, store_absolute
 from dmvae.experiments.digits import DigitExperiment, DigitFiles
 from dmvae.likelihoods import Likelihood
-
-if TYPE_CHECKING:
-    from dmvae.reproduce.layouts import ReportLayout
 
 MODALITIES = ("mnist", "svhn")
 
@@ -42,12 +38,6 @@ class MNISTSVHNData(DigitFiles):
 class MNISTSVHN(DigitExperiment):
     name = "mnist-svhn"
     data_config = MNISTSVHNData
-
-    @property
-    def report(self) -> ReportLayout:
-        from dmvae.reproduce.layouts import MNIST_SVHN  # reproduce builds on experiments
-
-        return MNIST_SVHN
 
     def modalities(self, data: MNISTSVHNData) -> tuple[str, ...]:
         return MODALITIES

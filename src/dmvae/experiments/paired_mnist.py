@@ -4,7 +4,6 @@ modality with fresh Gaussian noise on the encoder input."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -15,9 +14,6 @@ from dmvae.errors import ConfigError
 from dmvae.experiments.base import register_experiment, store_absolute
 from dmvae.experiments.digits import DigitExperiment, DigitFiles
 from dmvae.likelihoods import Likelihood
-
-if TYPE_CHECKING:
-    from dmvae.reproduce.layouts import ReportLayout
 
 
 @dataclass(frozen=True)
@@ -39,12 +35,6 @@ class PairedMNISTData(DigitFiles):
 class PairedMNIST(DigitExperiment):
     name = "paired-mnist"
     data_config = PairedMNISTData
-
-    @property
-    def report(self) -> ReportLayout:
-        from dmvae.reproduce.layouts import PAIRED_MNIST  # reproduce builds on experiments
-
-        return PAIRED_MNIST
 
     def modalities(self, data: PairedMNISTData) -> tuple[str, ...]:
         return tuple(f"m{k}" for k in range(data.modalities))

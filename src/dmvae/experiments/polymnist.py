@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -21,9 +20,6 @@ from dmvae.experiments.base import (
     store_absolute,
 )
 from dmvae.likelihoods import Likelihood
-
-if TYPE_CHECKING:
-    from dmvae.reproduce.layouts import ReportLayout
 
 
 @dataclass(frozen=True)
@@ -51,12 +47,6 @@ class PolyMNISTData(MissingModalities):
 class PolyMNIST(Experiment):
     name = "polymnist"
     data_config = PolyMNISTData
-
-    @property
-    def report(self) -> ReportLayout:
-        from dmvae.reproduce.layouts import POLYMNIST  # reproduce builds on experiments
-
-        return POLYMNIST
 
     def modalities(self, data: PolyMNISTData) -> tuple[str, ...]:
         return tuple(f"m{k}" for k in range(data.modalities))

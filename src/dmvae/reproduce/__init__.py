@@ -3,8 +3,8 @@ evaluated in its own run directory, and a report that puts our numbers beside th
 Layout of `--out DIR`: `DIR/M{m}/{model}/seed{s}/` is an ordinary run directory (config.json,
 checkpoint, logs, eval/); `DIR/report.md` and `DIR/figure3.png` (paired MNIST) are rewritten
 from whatever cells are complete, so a grid can be extended later with more seeds. What differs
-between the experiments is gathered in one `ReportLayout` each (layouts.py), which the
-experiment object carries; the grid is in cells.py, the
+between the experiments is gathered in one `ReportLayout` each (layouts.py), registered by
+experiment name (`register_layout`); the grid is in cells.py, the
 paper's numbers in paper.py, the reports in report.py, paired_mnist.py, mnist_svhn.py and
 figure.py, and the loop that runs cells in runner.py.
 """
@@ -18,7 +18,13 @@ from dmvae.reproduce.cells import (
     evaluation_settings,
     grid,
 )
-from dmvae.reproduce.layouts import Figure, ReportLayout, layout_of, reproducible
+from dmvae.reproduce.layouts import (
+    Figure,
+    ReportLayout,
+    layout_of,
+    register_layout,
+    reproducible,
+)
 from dmvae.reproduce.mnist_svhn import MNIST_SVHN_TABLES
 from dmvae.reproduce.paired_mnist import paired_mnist_claims, paired_mnist_series
 from dmvae.reproduce.paper import PAPER_MNIST_SVHN
@@ -42,6 +48,7 @@ __all__ = [
     "layout_of",
     "paired_mnist_claims",
     "paired_mnist_series",
+    "register_layout",
     "reproducible",
     "reproduce",
     "run_cell",

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dmvae.config import RunConfig
 from dmvae.errors import ConfigError
+from dmvae.reproduce.cell import Cell
 from dmvae.reproduce.layouts import layout_of
-
-if TYPE_CHECKING:
-    from dmvae.config import RunConfig
 
 BUDGETS = ("quick", "paper")
 
@@ -54,20 +52,6 @@ QUICK: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One run of the grid."""
-
-    experiment: str
-    model: str
-    modalities: int
-    seed: int
-
-    def run_dir(self, out: Path) -> Path:
-        """Its run directory under the grid's `out` (the inverse of `collect`)."""
-        return out / f"M{self.modalities}" / self.model / f"seed{self.seed}"
-
-
 def grid(
     experiment: str, models: Sequence[str], modalities: Sequence[int], seeds: Sequence[int]
 ) -> list[Cell]:
@@ -96,8 +80,6 @@ def cell_config(
     cell: Cell, budget: str, out: Path, overrides: dict[str, Any] | None = None
 ) -> RunConfig:
     """The run config of a cell: the paper's preset, the budget's reductions, then overrides."""
-    from dmvae.config import RunConfig
-
     if budget not in BUDGETS:
         raise ConfigError(f"unknown budget {budget!r}: choose one of {list(BUDGETS)}")
     settings = dict(QUICK[(cell.experiment, cell.model)]) if budget == "quick" else {}

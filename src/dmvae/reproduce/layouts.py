@@ -1,6 +1,7 @@
-"""Everything in a reproduction that depends on the experiment, in one frozen record each; the
-experiment objects carry theirs (`Experiment.report`), so the package looks it up instead of
-comparing experiment names."""
+"""Everything in a reproduction that depends on the experiment, in one frozen record each,
+registered by experiment name (`register_layout`), so the package looks it up instead of
+comparing names. The body of each run's eval/metrics.md is evaluation's
+(`dmvae.evaluation.report.register_run_table`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dmvae.errors import ConfigError
-from dmvae.evaluation.report import mnist_svhn_table, paired_mnist_table, polymnist_table
+from dmvae.experiments import get_experiment
 from dmvae.reproduce.figure import draw_figure3
 from dmvae.reproduce.mnist_svhn import mnist_svhn_report
 from dmvae.reproduce.paired_mnist import paired_mnist_report
@@ -32,12 +33,11 @@ class ReportLayout:
     """How one experiment's grid is laid out, scored and reported."""
 
     name: str
+    """The experiment's name."""
     metrics: tuple[str, ...]
     """What evaluate_run scores each cell on."""
     write: Callable[[Results, str], str]
     """The report's body from the complete cells and the header."""
-    run_table: Callable[[dict], list[str]]
-    """The body of each run's eval/metrics.md (the paper's table for one run)."""
     fixed_modalities: tuple[int, ...] | None = None
     """The modality counts of every grid; None: the ones asked for."""
     figure: Figure | None = None
@@ -51,39 +51,46 @@ PAIRED_MNIST = ReportLayout(
     "paired-mnist",
     metrics=("coherence", "latent", "fid", "grids"),
     write=paired_mnist_report,
-    run_table=paired_mnist_table,
     figure=Figure("Figure 3", "figure3.png", draw_figure3),
 )
 MNIST_SVHN = ReportLayout(
     "mnist-svhn",
     metrics=("coherence", "latent", "gmm", "joint", "fid", "grids"),
     write=mnist_svhn_report,
-    run_table=mnist_svhn_table,
     fixed_modalities=(2,),
 )
 POLYMNIST = ReportLayout(
     "polymnist",
     metrics=("coherence", "latent", "fid", "grids"),
     write=polymnist_report,
-    run_table=polymnist_table,
     fixed_modalities=(5,),
     all_subsets=True,
     quick_max_test=2000,  # 75 coherence maps over 10,000 samples take ~5 min on 2 cores
 )
 
 
-def reproducible() -> list[str]:
-    """The registered experiments that have a report layout (the paper's)."""
-    from dmvae.experiments import EXPERIMENTS
+LAYOUTS: dict[str, ReportLayout] = {x.name: x for x in (PAIRED_MNIST, MNIST_SVHN, POLYMNIST)}
+"""The layouts by experiment name: the experiments `dmvae reproduce` runs."""
 
-    return sorted(name for name, exp in EXPERIMENTS.items() if exp.report is not None)
+
+def register_layout(layout: ReportLayout) -> ReportLayout:
+    """Make `dmvae reproduce` run experiment `layout.name` (the paper's, or your own registered
+    one); returns the layout."""
+    LAYOUTS[layout.name] = layout
+    return layout
+
+
+def reproducible() -> list[str]:
+    """The experiments that have a report layout (the paper's, and any registered)."""
+    return sorted(LAYOUTS)
 
 
 def layout_of(experiment: str) -> ReportLayout:
-    """The layout an experiment object carries, or a ConfigError that lists the ones that do."""
-    from dmvae.experiments import get_experiment
-
-    layout = get_experiment(experiment).report
+    """The layout registered for an experiment, or a ConfigError that lists the ones that are.
+    The experiment is looked up first, so that one named "module:attribute" is imported (and
+    may register its layout there) and an unknown name says so."""
+    get_experiment(experiment)
+    layout = LAYOUTS.get(experiment)
     if layout is None:
         raise ConfigError(
             f"experiment {experiment!r} has no reproduction report; `dmvae reproduce` runs "

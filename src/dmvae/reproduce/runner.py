@@ -10,11 +10,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from dmvae.devices import resolve_device
 from dmvae.errors import ConfigError, DmvaeError
+from dmvae.evaluation.suite import evaluate_run
 from dmvae.files import atomic_path
 from dmvae.reproduce.cells import Cell, cell_config, evaluation_settings, grid
 from dmvae.reproduce.report import write_report
 from dmvae.reproduce.summary import MODELS_ORDER
+from dmvae.training import CHECKPOINT, same_run, train
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +33,6 @@ def run_cell(
     progress: bool = True,
 ) -> dict:
     """Train (or resume) and evaluate one cell unless its metrics already exist."""
-    from dmvae.devices import resolve_device
-    from dmvae.evaluation.suite import evaluate_run
-    from dmvae.training import CHECKPOINT, same_run, train
-
     config = cell_config(cell, budget, out, overrides)
     config = config.override({"train.device": device, "train.progress": progress})
     run_dir = cell.run_dir(out)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # cells imports the report layouts, which import this module
-    from dmvae.reproduce.cells import Cell
+from dmvae.reproduce.cell import Cell
 
-Results = dict["Cell", dict]
+Results = dict[Cell, dict]
 """The metrics.json of every complete cell."""
 
 MODELS_ORDER = ("dmvae", "mvae", "mmvae")

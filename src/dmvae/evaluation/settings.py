@@ -1,0 +1,66 @@
+"""How to evaluate a run (`EvalSettings`), checked on creation so that a bad value fails before
+the run is loaded; its own module because the context and the suite both read it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dmvae.errors import ConfigError
+
+FID_FEATURES = ("inception", "classifier", "none")
+STYLES = ("prior", "posterior")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How to evaluate a run. `metrics=None` (or empty) means every registered metric; the
+    names are checked against the registry when the evaluation is scheduled, before the run is
+    loaded (`registry.check_metric_names`). `style=None` the model's default,
+    `all_subsets=None` every subset for more than two modalities; `max_test` / `num_real` None:
+    the whole test set. `experiment` replaces the run's experiment name (one registered in
+    Python, named as "module:attribute"); `data_root` and `data` override where the data are
+    and how they are scored (`load_run`), e.g. data={"classifiers": {"image": "cnn"}}.
+    """
+
+    metrics: Sequence[str] | None = None
+    num_samples: int = 10000
+    fid_features: str = "inception"
+    batch_size: int = 1000
+    data_root: str | None = None
+    experiment: str | None = None
+    data: Mapping[str, Any] | None = None
+    max_test: int | None = None
+    num_real: int | None = None
+    style: str | None = None
+    with_style: bool = False
+    all_subsets: bool | None = None
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        metrics = (self.metrics,) if isinstance(self.metrics, str) else self.metrics
+        object.__setattr__(self, "metrics", tuple(metrics) if metrics else None)
+        check_choice("fid_features", [self.fid_features], FID_FEATURES)
+        check_choice("style", [self.style], (*STYLES, None))
+        _count("num_samples", self.num_samples, 1)
+        _count("batch_size", self.batch_size, 1)
+        _count("max_test", self.max_test, 1, optional=True)
+        _count("num_real", self.num_real, 2, optional=True)
+
+
+def check_choice(name: str, values: Sequence[Any], valid: Sequence[Any]) -> None:
+    """A ConfigError naming the values not in `valid`, and the valid ones."""
+    unknown = [v for v in values if v not in valid]
+    if unknown:
+        shown = ", ".join(map(repr, unknown))
+        raise ConfigError(f"unknown {name} {shown}: choose from {', '.join(map(repr, valid))}")
+
+
+def _count(name: str, value: Any, low: int, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        valid = f"an integer >= {low}" + (" or None (the whole test set)" if optional else "")
+        raise ConfigError(f"{name}={value!r} is invalid: use {valid}")

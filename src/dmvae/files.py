@@ -1,11 +1,13 @@
 """Atomic file writes: every file the library writes (checkpoints, caches, statistics) appears
 whole or not at all, so an interrupted run never leaves a half-written file behind; and with
 the permissions any new file gets (0666 less the umask), so that caches in a shared data folder
-serve everyone, whatever mode the writing library chose for its file."""
+serve everyone, whatever mode the writing library chose for its file; and `writable`, whether
+a folder may take a cache at all."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,3 +47,21 @@ def umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def writable(directory: Path) -> bool:
+    """Whether caches (pairing indices, feature statistics, classifiers) may go into
+    `directory`. A folder whose nearest existing ancestor has no write permission bits is
+    read-only by intent, even for root (who could write)."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.stat().st_mode & 0o222:
+        return False
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory):
+            pass
+        return True
+    except OSError:
+        return False

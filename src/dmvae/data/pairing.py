@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dmvae.files import atomic_path
+from dmvae.files import atomic_path, writable
 
 # The release pairs samples with this seed; every default pairing uses it.
 PAIRING_SEED = 42
@@ -84,23 +83,6 @@ def cache_file_name(name: str, params: dict[str, Any]) -> str:
     return "_".join(parts) + ".pt"
 
 
-def _writable(directory: Path) -> bool:
-    """Whether index files may go into `directory`. A folder whose nearest existing ancestor
-    has no write permission bits is read-only by intent, even for root (who could write)."""
-    existing = directory
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.stat().st_mode & 0o222:
-        return False
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory):
-            pass
-        return True
-    except OSError:
-        return False
-
-
 def cached_pairing(
     cache_dirs: list[Path],
     name: str,
@@ -132,7 +114,7 @@ def cached_pairing(
             warnings.warn(f"{path} is unreadable ({err}); rebuilding it", stacklevel=2)
     index = build()
     for directory in cache_dirs:
-        if _writable(directory):
+        if writable(directory):
             with atomic_path(directory / file_name) as tmp:
                 torch.save({**expected, "index": index}, tmp)
             break

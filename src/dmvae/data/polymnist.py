@@ -24,10 +24,9 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from dmvae.data.batch import MultimodalData
-from dmvae.data.pairing import _writable
 from dmvae.data.sources import user_cache_dir
 from dmvae.errors import ConfigError, DataError
-from dmvae.files import atomic_path
+from dmvae.files import atomic_path, writable
 
 FOLDER = "MMNIST"  # what the official PolyMNIST.zip unpacks to (MoPoE's job_polymnist)
 SPLITS = ("train", "test")
@@ -146,7 +145,7 @@ def decode(folder: Path, names: list[str]) -> Tensor:
 
 def cache_path(folder: Path) -> Path:
     """Beside the split's folders, else (read-only data) in the user cache."""
-    if _writable(folder):
+    if writable(folder):
         return folder / CACHE_NAME
     key = hashlib.blake2b(str(folder.resolve()).encode(), digest_size=8).hexdigest()
     return user_cache_dir() / "polymnist" / f"{folder.name}-{key}.safetensors"

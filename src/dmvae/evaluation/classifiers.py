@@ -19,10 +19,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from dmvae.data.pairing import _writable
 from dmvae.data.sources import load_mnist, load_svhn, user_cache_dir
 from dmvae.errors import CheckpointError, DataError
-from dmvae.files import atomic_path
+from dmvae.files import atomic_path, writable
 from dmvae.fingerprints import module_digest, tensor_digest
 
 VERSION = 2  # 2: keys carry a digest of the training data
@@ -319,7 +318,7 @@ def find_classifier(directories: list[Path], key: str) -> Path | None:
 def save_classifier(model: nn.Module, directories: list[Path], key: str, info: dict) -> Path:
     """Write to the first writable of `directories` (the data root, then the user cache),
     atomically."""
-    directory = next(d for d in directories if _writable(d))
+    directory = next(d for d in directories if writable(d))
     path = directory / f"{key}.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:

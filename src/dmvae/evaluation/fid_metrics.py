@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from dmvae.data.batch import MultimodalData
-from dmvae.data.pairing import _writable
 from dmvae.data.sources import user_cache_dir
 from dmvae.evaluation import coherence as coh
 from dmvae.evaluation.context import EvalContext
@@ -22,6 +21,7 @@ from dmvae.evaluation.fid import (
     fid,
     real_statistics,
 )
+from dmvae.files import writable
 
 Extractor = InceptionFeatures | ClassifierFeatures
 CHUNK = 1000  # generated images per model call
@@ -30,7 +30,7 @@ CHUNK = 1000  # generated images per model call
 def stats_dir(root: Path) -> Path:
     """Where real-image statistics are cached: next to the data if writable, else per user."""
     for d in (root / "dmvae_stats", user_cache_dir() / "stats"):
-        if _writable(d):
+        if writable(d):
             return d
     raise OSError("no writable folder for feature statistics")
 

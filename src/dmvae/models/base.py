@@ -6,6 +6,7 @@ model (or their own encoders and decoders inside ours) works with the whole tool
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal, Protocol
@@ -35,10 +36,12 @@ class ContentSampler(Protocol):
     def __call__(self, n: int, generator: torch.Generator | None = None) -> Tensor: ...
 
 
-class MultimodalVAE(nn.Module):
+class MultimodalVAE(nn.Module, metaclass=abc.ABCMeta):
     """Base class: a generative model over named modalities with a shared latent.
 
-    Subclasses set `modalities` and `shared_dim` and implement the abstract methods.
+    Subclasses set `modalities` and `shared_dim` and implement the abstract methods (`loss`,
+    `encode`, `conditional_generate`): a class that lacks one fails when it is built, not at
+    its first training step or evaluation.
     `inputs` arguments are mappings from modality name to a float tensor [B, ...]; modalities
     not named in `subset` are ignored (treated as missing).
     """
@@ -47,7 +50,7 @@ class MultimodalVAE(nn.Module):
     shared_dim: int
     config: Any
     # Whether the latent has modality-specific factors besides the shared part (DMVAE's style):
-    # evaluation then draws them from their prior and can probe them.
+    # evaluation then draws them from their prior and can probe them (`SharedPrivateVAE`).
     has_style: bool = False
     style_dim: int = 0
 
@@ -161,6 +164,7 @@ class MultimodalVAE(nn.Module):
         aux = {id(p) for net in self.auxiliary_networks().values() for p in net.parameters()}
         return [p for p in self.parameters() if id(p) not in aux]
 
+    @abc.abstractmethod
     def loss(
         self,
         batch: Batch,
@@ -174,7 +178,6 @@ class MultimodalVAE(nn.Module):
         step belongs within the pass (the trainer's `TrainStep` passes one that steps the named
         optimiser); without it, `loss` changes no weights.
         """
-        raise NotImplementedError
 
     def diagnostics(self, batch: Batch) -> dict[str, Tensor]:
         """Figures the trainer logs beside the loss terms (e.g. whether decoders use the shared
@@ -186,11 +189,11 @@ class MultimodalVAE(nn.Module):
         (loss terms and `diagnostics`); the trainer warns once per kind. Empty if healthy."""
         return {}
 
+    @abc.abstractmethod
     def encode(
         self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
     ) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of the shared posterior given the modalities in `subset`."""
-        raise NotImplementedError
 
     def embed(
         self,
@@ -231,6 +234,7 @@ class MultimodalVAE(nn.Module):
         z = (content_sampler or self.prior_sampler())(n, generator)
         return self.decode({m: z for m in self.modalities})
 
+    @abc.abstractmethod
     def conditional_generate(
         self,
         given: dict[str, Tensor],
@@ -246,7 +250,6 @@ class MultimodalVAE(nn.Module):
         `style="prior"` draws modality-specific factors from their prior (DMVAE), while
         `"posterior"` samples the latent from the posterior (what the baselines do).
         """
-        raise NotImplementedError
 
     # ------------------------------------------------------ inference on user tensors
     @torch.no_grad()
@@ -307,19 +310,10 @@ class MultimodalVAE(nn.Module):
         style: ImputedStyle,
         generator: torch.Generator | None,
     ) -> dict[str, Tensor]:
-        """`impute` on checked encoder inputs, through `conditional_generate`: for models
-        without style its "posterior" samples the latent, "prior" takes the mean; models with
-        style choose their latent themselves and take `styles` (here the prior's mean, zero)."""
-        if not self.has_style:
-            mode = "posterior" if latent == "sample" else "prior"
-            return self.conditional_generate(inputs, targets, None, per_input, mode, generator)
-        styles = None
-        if style == "mean":
-            device = next(self.parameters()).device
-            styles = {t: torch.zeros(per_input, self.style_dim, device=device) for t in targets}
-        return self.conditional_generate(
-            inputs, targets, None, per_input, "prior", generator, styles=styles
-        )
+        """`impute` on checked encoder inputs, through `conditional_generate`: its "posterior"
+        samples the latent, "prior" takes the mean (`SharedPrivateVAE` sets style instead)."""
+        mode = "posterior" if latent == "sample" else "prior"
+        return self.conditional_generate(inputs, targets, None, per_input, mode, generator)
 
     @torch.no_grad()
     def sample(
@@ -385,12 +379,6 @@ class MultimodalVAE(nn.Module):
                 f"unknown {what} modalities {unknown}: this model has {list(self.modalities)}"
             )
 
-    def style_prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """`n` draws [n, style_dim] of one modality's style from its prior (N(0, I) here);
-        sample grids fix one such style per row."""
-        device = next(self.parameters()).device
-        return torch.randn(n, self.style_dim, generator=generator, device=device)
-
     def prior_sampler(self) -> ContentSampler:
         """Samples of the shared latent from the model's prior."""
         dim = self.shared_dim
@@ -405,7 +393,11 @@ class MultimodalVAE(nn.Module):
 class GaussianPosteriorVAE(MultimodalVAE):
     """A model whose `encode` is its Gaussian posterior given any subset of modalities (MVAE's
     and MoPoE's products of experts): it generates by decoding a sample of that posterior, or
-    its mean, since it has no modality-specific latent to draw from a prior."""
+    its mean, since it has no modality-specific latent to draw from a prior. Its config names
+    the latent's width `latent_dim`."""
+
+    def setup(self) -> None:
+        self.shared_dim = self.config.latent_dim
 
     def conditional_generate(
         self,
@@ -430,6 +422,108 @@ class GaussianPosteriorVAE(MultimodalVAE):
         """Decoded posterior means of the modalities in `inputs`."""
         targets = [m for m in self.modalities if m in inputs]
         return self.conditional_generate(inputs, targets, subset, style="prior")
+
+
+StyleOf = Callable[[str], Tensor | None]
+"""A target's style sampled or taken from its own posterior, [n, style_dim], or None when
+the inputs do not give that posterior (`SharedPrivateVAE.conditional_latents`)."""
+
+
+class SharedPrivateVAE(MultimodalVAE):
+    """A model with a shared latent and one private latent (style) per modality, each decoder
+    taking concat(style, shared) (DMVAE's content and style, MMVAE+'s z and w_m): generation
+    draws the shared latent by the model's own rule and each target's style from its prior,
+    its own posterior, or as given, here once for both.
+
+    Subclasses set `style_dim` and implement `conditional_latents`; they override
+    `style_prior_sample` and `prior_sampler` when their priors are not N(0, I).
+    """
+
+    has_style = True
+
+    def style_prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """`n` draws [n, style_dim] of one modality's style from its prior (N(0, I) here);
+        sample grids fix one such style per row."""
+        device = next(self.parameters()).device
+        return torch.randn(n, self.style_dim, generator=generator, device=device)
+
+    @abc.abstractmethod
+    def conditional_latents(
+        self,
+        given: dict[str, Tensor],
+        names: tuple[str, ...],
+        n_per_input: int,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, StyleOf]:
+        """The shared latent of each output row given the modalities `names` of `given`
+        ([B * n_per_input, shared_dim], input-major), and each target's posterior style."""
+
+    def generate(
+        self,
+        n: int,
+        content_sampler: ContentSampler | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """The shared latent from `content_sampler` (default: the prior), each modality's style
+        from its prior."""
+        z = (content_sampler or self.prior_sampler())(n, generator)
+        return self.decode(
+            {
+                m: torch.cat([self.style_prior_sample(n, generator).to(z), z], dim=-1)
+                for m in self.modalities
+            }
+        )
+
+    def conditional_generate(
+        self,
+        given: dict[str, Tensor],
+        targets: Sequence[str],
+        subset: Sequence[str] | None = None,
+        n_per_input: int = 1,
+        style: Style = "prior",
+        generator: torch.Generator | None = None,
+        styles: Mapping[str, Tensor] | None = None,
+    ) -> dict[str, Tensor]:
+        """The shared latent of `subset` (`conditional_latents`); a target's style from its
+        prior, or with `style="posterior"`, from its own posterior where the inputs give it.
+
+        `styles[t]` ([n_per_input, style_dim]) fixes the k-th style of target t for every input,
+        so that each column of a grid shares one style (the paper's Figure 2).
+        """
+        names, targets = self.generation_subsets(given, targets, subset)
+        shared, posterior_style = self.conditional_latents(given, names, n_per_input, generator)
+        n = shared.shape[0]
+        out = {}
+        for t in targets:
+            w = None
+            if styles is not None and t in styles:
+                w = styles[t].to(shared).repeat(n // n_per_input, 1)
+            elif style == "posterior":
+                w = posterior_style(t)
+            if w is None:
+                w = self.style_prior_sample(n, generator).to(shared)
+            out[t] = self.decoders[t](torch.cat([w, shared], dim=-1))
+        return out
+
+    def imputed(
+        self,
+        inputs: dict[str, Tensor],
+        targets: tuple[str, ...],
+        per_input: int,
+        latent: Latent,
+        style: ImputedStyle,
+        generator: torch.Generator | None,
+    ) -> dict[str, Tensor]:
+        """`impute` on checked encoder inputs: the model chooses its shared latent itself
+        (`latent_choices` has one entry), and each target's style is a prior draw or the
+        prior's mean (zero)."""
+        styles = None
+        if style == "mean":
+            device = next(self.parameters()).device
+            styles = {t: torch.zeros(per_input, self.style_dim, device=device) for t in targets}
+        return self.conditional_generate(
+            inputs, targets, None, per_input, "prior", generator, styles=styles
+        )
 
 
 def run_encoder(name: str, encoder: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:

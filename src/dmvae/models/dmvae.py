@@ -22,7 +22,7 @@ from dmvae import objectives as obj
 from dmvae.data.batch import Batch
 from dmvae.devices import adam, to_device
 from dmvae.distributed import gather_batch
-from dmvae.models.base import AuxiliaryUpdate, ContentSampler, MultimodalVAE, Style
+from dmvae.models.base import AuxiliaryUpdate, SharedPrivateVAE, StyleOf
 from dmvae.models.registry import ModelSpec, Preset, register_model
 from dmvae.nets import TCDiscriminator, release_init
 
@@ -109,12 +109,11 @@ def per_modality(value: float | Mapping[str, float], names: Sequence[str], what:
     return {m: float(value) for m in names}
 
 
-class DMVAE(MultimodalVAE):
+class DMVAE(SharedPrivateVAE):
     """Encoders output Gaussian parameters over style_dim + content_dim dimensions (style first);
     decoders take concat(s_m, c)."""
 
     name = "dmvae"
-    has_style = True
     latent_choices = ("mean",)  # generation decodes the content posterior's mean (the paper's)
 
     config_class = DMVAEConfig
@@ -365,51 +364,25 @@ class DMVAE(MultimodalVAE):
         return tc, disc_loss.detach()
 
     # ---------------------------------------------------------------- generation
-    def generate(
-        self,
-        n: int,
-        content_sampler: ContentSampler | None = None,
-        generator: torch.Generator | None = None,
-    ) -> dict[str, Tensor]:
-        """Content from `content_sampler` (default N(0, I)); style from N(0, I) per modality."""
-        sampler = content_sampler or self.prior_sampler()
-        c = sampler(n, generator)
-        return {
-            m: self.decoders[m](torch.cat([self.style_prior_sample(n, generator), c], dim=-1))
-            for m in self.modalities
-        }
-
-    def conditional_generate(
+    def conditional_latents(
         self,
         given: dict[str, Tensor],
-        targets: Sequence[str],
-        subset: Sequence[str] | None = None,
-        n_per_input: int = 1,
-        style: Style = "prior",
-        generator: torch.Generator | None = None,
-        styles: Mapping[str, Tensor] | None = None,
-    ) -> dict[str, Tensor]:
-        """Content = PoE mean of `subset`; the target's style from its prior, or (with
-        `style="posterior"` and the target among the inputs) its posterior mean.
-
-        `styles[t]` ([n_per_input, style_dim]) fixes the k-th style of target t for every input,
-        so that each column of a grid shares one style (the paper's Figure 2).
-        """
-        names, targets = self.generation_subsets(given, targets, subset)
+        names: tuple[str, ...],
+        n_per_input: int,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, StyleOf]:
+        """Content = PoE mean of `names`; a target's posterior style is its style mean (any
+        modality in `given`, in the subset or not)."""
         enc = self._encode_each(given, names)
         content = self._content_poe(enc, names, None)[0].repeat_interleave(n_per_input, dim=0)
-        n = content.shape[0]
-        out = {}
-        for t in targets:
-            if styles is not None and t in styles:
-                s = styles[t].to(content).repeat(n // n_per_input, 1)
-            elif style == "posterior" and t in given:
-                s_mu = enc[t][0] if t in enc else self._encode_each(given, [t])[t][0]
-                s = s_mu.repeat_interleave(n_per_input, dim=0)
-            else:
-                s = self.style_prior_sample(n, generator)
-            out[t] = self.decoders[t](torch.cat([s, content], dim=-1))
-        return out
+
+        def posterior_style(t: str) -> Tensor | None:
+            if t not in given:
+                return None
+            s_mu = enc[t][0] if t in enc else self._encode_each(given, [t])[t][0]
+            return s_mu.repeat_interleave(n_per_input, dim=0)
+
+        return content, posterior_style
 
 
 # The paper's settings (docs/protocol.md). Paired MNIST follows the released script

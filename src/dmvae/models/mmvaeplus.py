@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
-from dmvae.models.base import AuxiliaryUpdate, ContentSampler, MultimodalVAE, Style
+from dmvae.models.base import AuxiliaryUpdate, ContentSampler, SharedPrivateVAE, StyleOf
 from dmvae.models.registry import ModelSpec, Preset, register_model
 
 ETA = 1e-6  # the official floor on posterior scales (utils.Constants.eta)
@@ -102,9 +102,8 @@ class Family:
         return loc + scale * eps
 
 
-class MMVAEPlus(MultimodalVAE):
+class MMVAEPlus(SharedPrivateVAE):
     name = "mmvaeplus"
-    has_style = True
     latent_choices = ("sample",)  # z is sampled from one expert (the official cross-generation)
 
     config_class = MMVAEPlusConfig
@@ -286,38 +285,16 @@ class MMVAEPlus(MultimodalVAE):
 
         return sample
 
-    def generate(
-        self,
-        n: int,
-        content_sampler: ContentSampler | None = None,
-        generator: torch.Generator | None = None,
-    ) -> dict[str, Tensor]:
-        """z from `content_sampler` (default: the prior), each modality's w from the prior."""
-        z = (content_sampler or self.prior_sampler())(n, generator)
-        return self.decode(
-            {
-                m: torch.cat([self.style_prior_sample(n, generator).to(z), z], dim=-1)
-                for m in self.modalities
-            }
-        )
-
-    def conditional_generate(
+    def conditional_latents(
         self,
         given: dict[str, Tensor],
-        targets: Sequence[str],
-        subset: Sequence[str] | None = None,
-        n_per_input: int = 1,
-        style: Style = "prior",
-        generator: torch.Generator | None = None,
-        styles: Mapping[str, Tensor] | None = None,
-    ) -> dict[str, Tensor]:
-        """z sampled from the mixture of the experts in `subset` (one expert drawn uniformly
-        per sample); a target's w from the prior (the official cross-generation), or with
-        `style="posterior"` and the target in `subset`, sampled from its own posterior.
-
-        `styles[t]` ([n_per_input, style_dim]) fixes the k-th w of target t for every input.
-        """
-        names, targets = self.generation_subsets(given, targets, subset)
+        names: tuple[str, ...],
+        n_per_input: int,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, StyleOf]:
+        """z sampled from the mixture of the experts in `names` (one expert drawn uniformly
+        per sample, the official cross-generation); a target's posterior w is sampled from its
+        own posterior, for targets in `names` only."""
         loc, scale = self._posteriors(given, names)
         loc = loc.repeat_interleave(n_per_input, dim=1)
         scale = scale.repeat_interleave(n_per_input, dim=1)
@@ -325,17 +302,14 @@ class MMVAEPlus(MultimodalVAE):
         rows = torch.arange(n, device=loc.device)
         pick = torch.randint(len(names), (n,), generator=generator, device=loc.device)
         z = self.family.rsample(loc[pick, rows, s:], scale[pick, rows, s:], 1, generator)[0]
-        out = {}
-        for t in targets:
-            if styles is not None and t in styles:
-                w = styles[t].to(z).repeat(n // n_per_input, 1)
-            elif style == "posterior" and t in names:
-                i = names.index(t)
-                w = self.family.rsample(loc[i, :, :s], scale[i, :, :s], 1, generator)[0]
-            else:
-                w = self.style_prior_sample(n, generator).to(z)
-            out[t] = self.decoders[t](torch.cat([w, z], dim=-1))
-        return out
+
+        def posterior_style(t: str) -> Tensor | None:
+            if t not in names:
+                return None
+            i = names.index(t)
+            return self.family.rsample(loc[i, :, :s], scale[i, :, :s], 1, generator)[0]
+
+        return z, posterior_style
 
 
 # Official PolyMNIST settings and our paired-MNIST choice (docs/protocol.md, "MMVAE+").

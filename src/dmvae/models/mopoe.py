@@ -88,9 +88,6 @@ class MoPoE(GaussianPosteriorVAE):
 
     config_class = MoPoEConfig
 
-    def setup(self) -> None:
-        self.shared_dim = self.config.latent_dim
-
     def encode(
         self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
     ) -> tuple[Tensor, Tensor]:

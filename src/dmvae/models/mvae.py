@@ -46,9 +46,6 @@ class MVAE(GaussianPosteriorVAE):
 
     config_class = MVAEConfig
 
-    def setup(self) -> None:
-        self.shared_dim = self.config.latent_dim
-
     def encode(
         self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
     ) -> tuple[Tensor, Tensor]:

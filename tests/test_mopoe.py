@@ -84,6 +84,19 @@ def test_stratified_selection_splits_a_full_batch_into_equal_parts():
     assert available[pick, torch.arange(40)].all()
 
 
+@pytest.mark.parametrize(("m", "b"), [(5, 256), (3, 10), (3, 21), (2, 7)])
+def test_the_full_set_takes_the_rows_that_do_not_divide_evenly(m, b):
+    """The official `mixture_component_selection`: floor(B / S) consecutive rows per subset,
+    the rest to the last (the full set); at B = 256, M = 5 the full set gets 16 rows, not 8."""
+    s = 2**m - 1
+    pick = stratified_components(torch.ones(s, b, dtype=torch.bool))
+    counts = torch.bincount(pick, minlength=s).tolist()
+    assert counts == [b // s] * (s - 1) + [b - (s - 1) * (b // s)]
+    assert pick.tolist() == sorted(pick.tolist())
+    if (m, b) == (5, 256):
+        assert counts[-1] == 16 and set(counts[:-1]) == {8}
+
+
 def test_loss_is_the_elbo_of_an_explicit_subset_enumeration():
     """Reference: loop over the 7 subsets of 3 modalities, build each PoE by the closed form of
     precisions, KL by torch.distributions, one z per sample from the sample's component."""

@@ -3,8 +3,9 @@ the products of experts of every non-empty subset of modalities, trained by one 
 to the N(0, I) prior is the mixture weights' sum of the subsets' KLs (the official upper bound).
 
 As in the official code, each sample of a batch is assigned one mixture component (the batch is
-split into equal, stratified parts, one per subset), its latent is drawn from that subset's PoE
-and decoded into every modality; only the full set's product contains the N(0, I) prior expert.
+split into equal, stratified parts, one per subset, the full set's part also taking the rows
+that do not divide evenly), its latent is drawn from that subset's PoE and decoded into every
+modality; only the full set's product contains the N(0, I) prior expert.
 With missing modalities a sample's mixture runs over the subsets it fully observes.
 """
 
@@ -71,16 +72,21 @@ def subset_posteriors(
 def stratified_components(available: Tensor) -> Tensor:
     """One mixture component per sample: available bool [S, B] -> index [B].
 
-    Sample b sits at the stratified position u_b = (b + 1/2) / B and takes the component whose
-    cumulative (uniform, over its available components) weight interval holds u_b. With every
-    component available this splits the batch into S equal consecutive parts, the official
-    deterministic selection (the batch itself is shuffled).
+    The official deterministic selection (`mixture_component_selection`; the batch itself is
+    shuffled): in component order, each of a sample's n available components holds B // n
+    consecutive rows, and its last available component also the rows that do not divide evenly
+    (with every component available, the full set, last: up to twice its share). Row b takes
+    the component whose rows hold b. A sample without any available component (it counts for
+    nothing) gets the last.
     """
     s, b = available.shape
-    weights = available.float() / available.sum(0, keepdim=True).clamp_min(1)
-    u = (torch.arange(b, device=available.device, dtype=weights.dtype) + 0.5) / b
-    passed = (weights.cumsum(0) <= u[None]).sum(0)
-    return passed.clamp_max(s - 1)
+    index = torch.arange(s, device=available.device)[:, None]
+    share = b // available.sum(0).clamp_min(1)  # [B]
+    ends = (available * share).cumsum(0)  # [S, B]: the end of each component's rows
+    last = (available * index).amax(0)  # [B]: the sample's last available component
+    ends = ends.masked_fill((index >= last) & available.any(0), b)
+    rows = torch.arange(b, device=available.device)
+    return (ends <= rows).sum(0).clamp_max(s - 1)
 
 
 class MoPoE(GaussianPosteriorVAE):

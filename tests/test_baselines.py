@@ -159,3 +159,12 @@ def test_generation_shapes_and_errors(cls):
     with pytest.raises(ValueError, match="likelihoods"):
         enc, dec, lik = parts(4)
         type(model)(enc, dec, {"a": lik["a"]})
+
+
+def test_mvae_loss_in_float64_without_changing_the_default_dtype():
+    assert torch.get_default_dtype() == torch.float32
+    model = MVAE(*parts(4), MVAEConfig(latent_dim=4)).double()
+    x = make_batch({m: v.double() for m, v in batch().inputs.items()})
+    terms = model.loss(x)
+    assert terms["loss"].dtype == torch.float64 and torch.isfinite(terms["loss"])
+    terms["loss"].backward()

@@ -88,7 +88,7 @@ class MVAE(GaussianPosteriorVAE):
         kl = obj.kl_normal_standard(joint_mu, joint_logvar).view(t, b)
         active = masks.any(1)  # [T, B]: the term has at least one observed modality
         terms: dict[str, Tensor] = {}
-        elbo = torch.zeros(t, b, device=mu.device)
+        elbo = mu.new_zeros(t, b)
         for k, m in enumerate(names):
             rows = subsets[:, k].nonzero().squeeze(1)  # terms reconstructing m, on the host
             rows = to_device(rows, mu.device)

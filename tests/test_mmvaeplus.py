@@ -359,3 +359,20 @@ def test_cli_trains_and_evaluates(tmp_path, mnist_root, quick_classifiers, monke
     result = json.loads((out / "eval" / "metrics.json").read_text())
     assert {"coherence", "latent", "latent_style", "joint_coherence"} <= set(result)
     assert (out / "eval" / "conditional_m0_to_m1.png").exists()
+
+
+def test_a_learned_prior_takes_one_softmax_over_w_and_z():
+    """The official `pu_params`: one softmax over the concatenated (w, z) raw scales, times D,
+    not one per part (which would keep the w scales' sum at style_dim)."""
+    model = tiny(learn_prior=True)
+    assert model.prior_raw_scale.requires_grad
+    with torch.no_grad():
+        model.prior_raw_scale.copy_(torch.linspace(-2.0, 1.0, model.prior_raw_scale.numel()))
+    raw = model.prior_raw_scale.detach()
+    scale = model.prior_scale()
+    assert torch.allclose(scale, F.softmax(raw, -1) * raw.numel())
+    s = model.style_dim
+    assert scale[:s].sum().item() < 0.5 * s  # the low raw values are w's
+    assert scale.sum().item() == pytest.approx(raw.numel(), rel=1e-5)
+    model.loss(batch())["loss"].backward()
+    assert model.prior_raw_scale.grad is not None and model.prior_raw_scale.grad.abs().sum() > 0

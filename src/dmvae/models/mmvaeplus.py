@@ -15,6 +15,7 @@ docs/protocol.md, "MMVAE+".
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,6 @@ from dmvae.models.registry import ModelSpec, Preset, register_model
 
 ETA = 1e-6  # the official floor on posterior scales (utils.Constants.eta)
 ESTIMATORS = ("dreg", "iwae", "elbo")
-DISTRIBUTIONS = ("laplace", "normal")
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,10 @@ class MMVAEPlusConfig:
             raise ValueError(
                 f"MMVAE+ estimator={self.estimator!r} is unknown: choose from {list(ESTIMATORS)}"
             )
-        if self.distribution not in DISTRIBUTIONS:
+        if self.distribution not in FAMILIES:
             raise ValueError(
                 f"MMVAE+ distribution={self.distribution!r} is unknown: choose from "
-                f"{list(DISTRIBUTIONS)}"
+                f"{list(FAMILIES)}"
             )
         for name in ("shared_dim", "style_dim", "K"):
             if getattr(self, name) < 1:
@@ -73,33 +73,68 @@ class MMVAEPlusConfig:
         return self.style_dim + self.shared_dim
 
 
-class Family:
-    """Log-density, reparameterised samples and scale parameterisation of one family."""
+class Family(abc.ABC):
+    """Log-density, reparameterised samples and scale parameterisation of one distribution
+    family (`distribution`); one instance per model."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-
+    @abc.abstractmethod
     def scale(self, raw: Tensor, floor: float = 0.0) -> Tensor:
-        if self.name == "laplace":
-            return F.softmax(raw, dim=-1) * raw.shape[-1] + floor
-        return F.softplus(raw) + floor
+        """Positive scales from unconstrained `raw` (normalised over its last dimension or not)."""
 
+    @abc.abstractmethod
     def log_prob(self, x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
-        if self.name == "laplace":
-            return obj.laplace_log_prob(x, loc, scale)
-        return obj.gaussian_log_prob(x, loc, 2 * torch.log(scale))
+        """Elementwise log-density of `x`."""
 
+    @abc.abstractmethod
     def variance(self, scale: Tensor) -> Tensor:
-        return (2 if self.name == "laplace" else 1) * scale.pow(2)
+        """Elementwise variance (for the mixture's moments in `encode`)."""
 
+    @abc.abstractmethod
     def rsample(
         self, loc: Tensor, scale: Tensor, k: int, generator: torch.Generator | None = None
     ) -> Tensor:
         """`k` samples [k, *loc.shape] that keep gradients to loc and scale."""
-        if self.name == "laplace":
-            return obj.laplace_rsample(loc, scale, k, generator)
+
+
+class LaplaceFamily(Family):
+    """The official family: scales softmax(raw) * D, which keeps their mean at 1."""
+
+    def scale(self, raw: Tensor, floor: float = 0.0) -> Tensor:
+        return F.softmax(raw, dim=-1) * raw.shape[-1] + floor
+
+    def log_prob(self, x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
+        return obj.laplace_log_prob(x, loc, scale)
+
+    def variance(self, scale: Tensor) -> Tensor:
+        return 2 * scale.pow(2)
+
+    def rsample(
+        self, loc: Tensor, scale: Tensor, k: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        return obj.laplace_rsample(loc, scale, k, generator)
+
+
+class NormalFamily(Family):
+    """The release's commented-out alternative: Gaussians with scales softplus(raw)."""
+
+    def scale(self, raw: Tensor, floor: float = 0.0) -> Tensor:
+        return F.softplus(raw) + floor
+
+    def log_prob(self, x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
+        return obj.gaussian_log_prob(x, loc, 2 * torch.log(scale))
+
+    def variance(self, scale: Tensor) -> Tensor:
+        return scale.pow(2)
+
+    def rsample(
+        self, loc: Tensor, scale: Tensor, k: int, generator: torch.Generator | None = None
+    ) -> Tensor:
         eps = torch.randn((k, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype)
         return loc + scale * eps
+
+
+FAMILIES: dict[str, type[Family]] = {"laplace": LaplaceFamily, "normal": NormalFamily}
+"""The `distribution` choices by name."""
 
 
 class MMVAEPlus(SharedPrivateVAE):
@@ -111,7 +146,7 @@ class MMVAEPlus(SharedPrivateVAE):
     def setup(self) -> None:
         cfg = self.config
         self.style_dim, self.shared_dim = cfg.style_dim, cfg.shared_dim
-        self.family = Family(cfg.distribution)
+        self.family = FAMILIES[cfg.distribution]()
         # Raw scales (locations are fixed at 0, as in the official code).
         self.prior_raw_scale = nn.Parameter(
             torch.zeros(cfg.latent_dim), requires_grad=cfg.learn_prior
@@ -132,8 +167,10 @@ class MMVAEPlus(SharedPrivateVAE):
         )
 
     def prior_scale(self) -> Tensor:
-        """Scale of p(w_m, z), [style_dim + shared_dim] (the same for every modality's w)."""
-        return self.split_scale(self.prior_raw_scale)
+        """Scale of p(w_m, z), [style_dim + shared_dim] (the same for every modality's w): one
+        family scale over the whole [w, z] vector, as the official `pu_params` (one softmax for
+        "laplace"); it matters only with `learn_prior`, the raw scale being 0 otherwise."""
+        return self.family.scale(self.prior_raw_scale)
 
     def aux_scale(self, m: str) -> Tensor:
         """Scale of the auxiliary prior r_m(w_m) used for cross-reconstructions in training."""

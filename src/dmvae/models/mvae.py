@@ -88,7 +88,7 @@ class MVAE(GaussianPosteriorVAE):
         kl = obj.kl_normal_standard(joint_mu, joint_logvar).view(t, b)
         active = masks.any(1)  # [T, B]: the term has at least one observed modality
         terms: dict[str, Tensor] = {}
-        elbo = mu.new_zeros(t, b)
+        elbo: Tensor | None = None  # in the likelihoods' dtype (float32 under bf16 autocast)
         for k, m in enumerate(names):
             rows = subsets[:, k].nonzero().squeeze(1)  # terms reconstructing m, on the host
             rows = to_device(rows, mu.device)
@@ -96,7 +96,7 @@ class MVAE(GaussianPosteriorVAE):
             target = batch.targets[m].repeat(len(rows), *[1] * (batch.targets[m].dim() - 1))
             lp = self.likelihoods[m].log_prob(target, loc).view(len(rows), b)
             lp = lp * observed[k]
-            elbo = elbo.index_add(0, rows, lp)
+            elbo = (lp.new_zeros(t, b) if elbo is None else elbo).index_add(0, rows, lp)
             terms[f"rec/{m}"] = -lp[0].mean()  # row 0 is the joint term
         elbo = elbo - kl_weight * self.config.beta * kl
         elbo = elbo * active

@@ -446,3 +446,85 @@ def test_changed_test_data_under_the_same_name_give_fresh_distances(tmp_path, ca
     assert changed == fresh
     key = "class_conditional_leave_one_out_mean"
     assert changed[key] != pytest.approx(before[key])
+
+
+def test_a_model_without_loss_fails_when_it_is_built():
+    class Forgetful(MultimodalVAE):
+        def encode(self, inputs, subset=None): ...
+
+        def conditional_generate(self, given, targets, subset=None, **_): ...
+
+    with pytest.raises(TypeError, match="abstract method.*loss"):
+        Forgetful()
+
+
+MODEL_FILE = """
+from dataclasses import dataclass
+
+import torch
+
+from dmvae import objectives as obj
+from dmvae.models import ModelSpec, MultimodalVAE
+
+
+@dataclass(frozen=True)
+class Config:
+    latent_dim: int = 4
+
+
+class Mean(MultimodalVAE):
+    config_class = Config
+
+    def setup(self):
+        self.shared_dim = self.config.latent_dim
+
+    def encode(self, inputs, subset=None):
+        names = self.check_subset(subset)
+        params = [self.encode_modality(m, inputs[m]) for m in names]
+        return tuple(torch.stack(p).mean(0) for p in zip(*params))
+
+    def loss(self, batch, kl_weight=1.0, update_auxiliary=None):
+        names = self.modalities
+        mu, logvar = self.encode(batch.inputs)
+        z = obj.reparameterize(mu, logvar)
+        lp = [self.likelihoods[m].log_prob(batch.targets[m], self.decoders[m](z)) for m in names]
+        kl = obj.kl_normal_standard(mu, logvar)
+        return {"loss": (kl_weight * kl - sum(lp)).mean()}
+
+    def conditional_generate(self, given, targets, subset=None, n_per_input=1, **_):
+        mu, _ = self.encode(given, subset or tuple(given))
+        return self.decode({t: mu.repeat_interleave(n_per_input, 0) for t in targets})
+
+
+SPEC = ModelSpec("filemean", Mean, Config)
+NOT_A_SPEC = Mean
+"""
+
+
+def test_a_model_is_found_by_module_attribute_and_found_again_by_config_json(
+    tmp_path, monkeypatch, toy_experiment, capsys
+):
+    """Trained from Python by "module:attribute", from the CLI by "file.py:attribute"."""
+    (tmp_path / "mymodel.py").write_text(MODEL_FILE)
+    monkeypatch.chdir(tmp_path)
+    for name in ("mymodel:SPEC", "mymodel.py:SPEC"):
+        out = tmp_path / name.replace(":", "_")
+        if name.endswith(".py:SPEC"):
+            args = ["train", "--experiment", "toy-bars", "--model", name, "--out", str(out)]
+            args += ["--max-steps", "2", "--batch-size", "16", "--no-progress"]
+            assert main([*args, "--set", "model.latent_dim=3"]) == 0, capsys.readouterr().err
+        else:
+            config = RunConfig.preset("toy-bars", name, {"out": str(out), "max_steps": 2})
+            train(config.override({"batch_size": 16, "progress": False, "model.latent_dim": 3}))
+        assert json.loads((out / "config.json").read_text())["model"]["name"] == name
+        MODELS.pop(name)  # as in a new process: load_run imports it again
+        model, again = load_run(out)
+        assert again.model == name and type(model).__name__ == "Mean" and model.shared_dim == 3
+        assert MODELS[name].title == "FILEMEAN"
+        MODELS.pop(name)
+    with pytest.raises(ConfigError, match="names the class Mean, not a dmvae ModelSpec"):
+        RunConfig.preset("toy-bars", "mymodel:NOT_A_SPEC")
+    with pytest.raises(ConfigError, match="has no attribute 'NOPE'"):
+        RunConfig.preset("toy-bars", "mymodel:NOPE")
+    with pytest.raises(ConfigError, match="cannot import 'nomodule' for model"):
+        RunConfig.preset("toy-bars", "nomodule:SPEC")

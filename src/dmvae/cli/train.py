@@ -59,8 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         metavar="NAME",
-        help=f"the model: {', '.join(sorted(MODELS))}, or one your experiment's module "
-        f"registers (default: --config's, else {options.preset_default('model')})",
+        help=f"the model: {', '.join(sorted(MODELS))}, one your experiment's module "
+        "registers, or your own ModelSpec as 'package.module:attribute' or 'file.py:attribute' "
+        f"(default: --config's, else {options.preset_default('model')})",
     )
     p.add_argument(
         "--config",

@@ -28,11 +28,11 @@ from dmvae.experiments.base import (
     Experiment,
     MissingModalities,
     NoData,
-    import_attribute,
     register_experiment,
     store_absolute,
 )
 from dmvae.likelihoods import KINDS, Likelihood
+from dmvae.usercode import import_attribute
 
 Networks = Callable[[int], tuple[Mapping[str, nn.Module], Mapping[str, nn.Module]]]
 ClassifierSpec = nn.Module | str

@@ -1,15 +1,19 @@
 """The model registry: each model file registers its class, its config dataclass and the
 settings that reproduce the paper on each experiment, once; everything else looks models up
-here by name."""
+here by name. A user's model named "package.module:attribute" or "path/to/file.py:attribute"
+(a `ModelSpec`) is imported on first use and registered under that name, which config.json
+keeps, so that evaluation and resumption find it again."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dmvae.errors import ConfigError
 from dmvae.models.base import MultimodalVAE
+from dmvae.usercode import import_attribute
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,21 @@ def model_title(name: str) -> str:
 
 
 def get_model(name: str) -> ModelSpec:
+    """The registered model `name`, importing "module:attribute" names on first use."""
+    if name not in MODELS and ":" in name:
+        found = import_attribute(name, "model")
+        if not isinstance(found, ModelSpec):
+            kind = type(found).__name__
+            what = f"the class {found.__name__}" if isinstance(found, type) else f"a {kind}"
+            raise ConfigError(
+                f"{name!r} names {what}, not a dmvae ModelSpec: name the "
+                "ModelSpec(name, model class, config class) that describes your model"
+            )
+        title = found.title or found.name.upper()
+        register_model(dataclasses.replace(found, name=name, title=title))
     if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}: choose one of {sorted(MODELS)}")
+        raise ConfigError(
+            f"unknown model {name!r}: choose one of {sorted(MODELS)}, or name your own "
+            "ModelSpec as 'package.module:attribute' or 'path/to/file.py:attribute'"
+        )
     return MODELS[name]

@@ -4,32 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import mlp_parts, random_batch
 
-from dmvae import nets
 from dmvae import objectives as obj
-from dmvae.data.batch import make_batch
-from dmvae.likelihoods import Likelihood
 from dmvae.models.mmvae import MMVAE, MMVAEConfig, laplace_scale
 from dmvae.models.mvae import MVAE, MVAEConfig
 
 NAMES = ("a", "b", "c")
 
 
-def parts(latent: int, names=NAMES):
-    torch.manual_seed(0)
-    enc = {m: nets.MLPEncoder((1, 6, 6), (16,), latent) for m in names}
-    dec = {m: nets.MLPDecoder(latent, (16,), (1, 6, 6), sigmoid=True) for m in names}
-    return enc, dec, {m: Likelihood("laplace", 0.75) for m in names}
-
-
-def batch(n=8, names=NAMES, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return make_batch({m: torch.rand(n, 1, 6, 6, generator=g) for m in names})
-
-
 def test_mvae_two_modalities_is_joint_plus_unimodal_elbos():
-    model = MVAE(*parts(4, ("a", "b")), MVAEConfig(latent_dim=4))
-    x = batch(names=("a", "b"))
+    model = MVAE(*mlp_parts(4, ("a", "b")), MVAEConfig(latent_dim=4))
+    x = random_batch(8, ("a", "b"))
     assert model.training_subsets().tolist() == [
         [True, True],
         [True, False],
@@ -55,10 +41,10 @@ def test_mvae_two_modalities_is_joint_plus_unimodal_elbos():
 
 
 def test_mvae_random_subsets_for_more_than_two_modalities():
-    model = MVAE(*parts(4), MVAEConfig(latent_dim=4, num_random_subsets=3))
+    model = MVAE(*mlp_parts(4), MVAEConfig(latent_dim=4, num_random_subsets=3))
     subsets = model.training_subsets()
     assert subsets.shape == (1 + 3 + 3, 3) and subsets.any(1).all()
-    assert "elbo/random" in model.loss(batch())
+    assert "elbo/random" in model.loss(random_batch(8))
 
 
 @pytest.mark.parametrize("m", [3, 4, 5])
@@ -66,7 +52,7 @@ def test_mvae_random_subsets_are_uniform_over_proper_multimodal_subsets(m):
     """The reference code (and MultiVae) draw among subsets of 2..M-1 modalities: never a
     singleton or the full set, which the unimodal and joint ELBOs already cover."""
     names = tuple("abcde"[:m])
-    model = MVAE(*parts(4, names), MVAEConfig(latent_dim=4, num_random_subsets=1))
+    model = MVAE(*mlp_parts(4, names), MVAEConfig(latent_dim=4, num_random_subsets=1))
     torch.manual_seed(0)
     draws = 600 * m
     counts: dict[tuple[bool, ...], int] = {}
@@ -88,11 +74,11 @@ def test_mvae_random_subsets_are_uniform_over_proper_multimodal_subsets(m):
 @pytest.mark.parametrize("cls", ["mvae", "mmvae"])
 def test_missing_modality_gets_no_gradient(cls):
     model = (
-        MVAE(*parts(4), MVAEConfig(latent_dim=4))
+        MVAE(*mlp_parts(4), MVAEConfig(latent_dim=4))
         if cls == "mvae"
-        else MMVAE(*parts(4), MMVAEConfig(latent_dim=4, K=3))
+        else MMVAE(*mlp_parts(4), MMVAEConfig(latent_dim=4, K=3))
     )
-    x = batch()
+    x = random_batch(8)
     x.mask[:, 2] = False
     model.loss(x)["loss"].backward()
     assert all(p.grad is None or not p.grad.any() for p in model.encoders["c"].parameters())
@@ -101,8 +87,8 @@ def test_missing_modality_gets_no_gradient(cls):
 
 
 def test_mmvae_bound_matches_a_hand_computation_for_one_sample_per_expert():
-    model = MMVAE(*parts(3, ("a", "b")), MMVAEConfig(latent_dim=3, K=1, estimator="iwae"))
-    x = batch(4, ("a", "b"))
+    model = MMVAE(*mlp_parts(3, ("a", "b")), MMVAEConfig(latent_dim=3, K=1, estimator="iwae"))
+    x = random_batch(4, ("a", "b"))
     torch.manual_seed(7)
     terms = model.loss(x)
     torch.manual_seed(7)
@@ -127,8 +113,8 @@ def test_mmvae_bound_matches_a_hand_computation_for_one_sample_per_expert():
 
 
 def test_mmvae_dreg_reaches_encoders_decoders_and_prior():
-    model = MMVAE(*parts(4), MMVAEConfig(latent_dim=4, K=5))
-    model.loss(batch())["loss"].backward()
+    model = MMVAE(*mlp_parts(4), MMVAEConfig(latent_dim=4, K=5))
+    model.loss(random_batch(8))["loss"].backward()
     for m in NAMES:
         assert any(p.grad is not None and p.grad.any() for p in model.encoders[m].parameters())
         assert any(p.grad is not None and p.grad.any() for p in model.decoders[m].parameters())
@@ -138,11 +124,11 @@ def test_mmvae_dreg_reaches_encoders_decoders_and_prior():
 @pytest.mark.parametrize("cls", ["mvae", "mmvae"])
 def test_generation_shapes_and_errors(cls):
     model = (
-        MVAE(*parts(4), MVAEConfig(latent_dim=4))
+        MVAE(*mlp_parts(4), MVAEConfig(latent_dim=4))
         if cls == "mvae"
-        else MMVAE(*parts(4), MMVAEConfig(latent_dim=4, K=2))
+        else MMVAE(*mlp_parts(4), MMVAEConfig(latent_dim=4, K=2))
     ).eval()
-    x = batch(3).inputs
+    x = random_batch(3).inputs
     with torch.no_grad():
         out = model.conditional_generate(x, ["c"], ["a", "b"], n_per_input=4)
         assert out["c"].shape == (12, 1, 6, 6)
@@ -157,7 +143,7 @@ def test_generation_shapes_and_errors(cls):
     with pytest.raises(ValueError, match="'a'"):
         model.encode({"a": torch.rand(3, 1, 7, 7)}, ["a"])
     with pytest.raises(ValueError, match="likelihoods"):
-        enc, dec, lik = parts(4)
+        enc, dec, lik = mlp_parts(4)
         type(model)(enc, dec, {"a": lik["a"]})
 
 

@@ -8,8 +8,8 @@ import warnings
 
 import numpy as np
 import pytest
-import scipy.io
 import torch
+from conftest import fake_svhn
 
 from dmvae.cli import main
 from dmvae.data import datasets, pairing
@@ -40,18 +40,6 @@ def fake_mnist(root, n_train=60000, n_test=10000, seed=0):
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images, 2051)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels, 2049)
     return root
-
-
-def fake_svhn(root, split: str, counts: list[int], seed=0):
-    """An SVHN .mat file: X uint8 32x32x3xN, y uint8 Nx1 with labels 1..10 (10 is digit 0)."""
-    rng = np.random.default_rng(seed)
-    digits = np.concatenate([np.full(c, d) for d, c in enumerate(counts)])
-    rng.shuffle(digits)
-    x = np.zeros((32, 32, 3, len(digits)), dtype=np.uint8)
-    x[...] = (digits * 20).astype(np.uint8)
-    y = np.where(digits == 0, 10, digits).astype(np.uint8)[:, None]
-    scipy.io.savemat(root / f"{split}_32x32.mat", {"X": x, "y": y})
-    return digits
 
 
 def test_real_mnist_shapes_and_labels(real_mnist):

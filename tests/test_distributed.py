@@ -17,6 +17,8 @@ from dmvae.distributed import gather_batch
 from dmvae.objectives import info_nce
 from dmvae.training import CHECKPOINT, train
 
+pytestmark = pytest.mark.slow
+
 # 2 ranks x 32 rows against 1 process x 64 rows, after three Adam steps: float32 sums in another
 # order. Adam normalises each gradient entry, so an entry whose gradient is ~0 can move by up to
 # lr in either direction; measured here, 3 in 3.2 million entries differ by more than 1e-5.

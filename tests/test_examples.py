@@ -12,6 +12,8 @@ import pytest
 from dmvae.cli import main
 from dmvae.experiments import EXPERIMENTS
 
+pytestmark = pytest.mark.slow
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "shapes.py"
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import bars, write_bars_folder
 from torch.utils.data import Dataset
 
 from dmvae import objectives as obj
@@ -20,15 +21,6 @@ from dmvae.errors import ConfigError, DataError
 from dmvae.experiments.tensors import default_networks
 from dmvae.likelihoods import Likelihood
 from dmvae.models import MODELS
-
-
-def bars(n: int, seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """An 8x8 image of a bar whose row is the label, and a one-hot code of the same label."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(4, (n,), generator=g)
-    images = torch.zeros(n, 1, 8, 8, dtype=torch.uint8)
-    images[torch.arange(n), 0, 2 * labels] = 200
-    return {"image": images, "code": F.one_hot(labels, 4).float()}, labels
 
 
 def test_a_mask_reaches_the_batches_and_what_is_missing_reads_as_zeros():
@@ -224,12 +216,8 @@ def test_a_dataset_that_does_not_fit_is_refused_before_it_is_read():
 
 def write_incomplete_folder(root, test_complete: bool = True):
     """Bars as a data folder whose train split lacks the code of every other sample."""
-    for split, (n, seed) in {"train": (512, 0), "test": (128, 1)}.items():
-        x, y = bars(n, seed)
-        (root / split).mkdir(parents=True)
-        np.save(root / split / "image.npy", x["image"].numpy())
-        np.save(root / split / "code.npy", x["code"].numpy())
-        np.save(root / split / "labels.npy", y.numpy())
+    write_bars_folder(root, (512, 128))
+    for split, n in (("train", 512), ("test", 128)):
         if split == "train" or not test_complete:
             np.savez(root / split / "observed.npz", code=np.arange(n) % 2 == 0)
     return root

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import bars, write_bars_folder
 from PIL import Image
 from torchvision.utils import save_image
 
@@ -18,22 +19,11 @@ from dmvae.inference import run_signature, saved_gmm
 from dmvae.training import load_run
 
 
-def bars(n: int, seed: int) -> dict[str, torch.Tensor]:
-    """An 8x8 grayscale image of a bar at row 2 * label, and the label one-hot (floats)."""
-    y = torch.randint(4, (n,), generator=torch.Generator().manual_seed(seed))
-    img = torch.zeros(n, 1, 8, 8, dtype=torch.uint8)
-    img[torch.arange(n), 0, 2 * y] = 200
-    return {"img": img, "vec": torch.nn.functional.one_hot(y, 4).float()}
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A DMVAE and an MVAE run of 4 steps on a folder of bars, and 5 test inputs as files."""
     root = tmp_path_factory.mktemp("inference")
-    for split, n, seed in (("train", 256, 0), ("test", 64, 1)):
-        (root / "data" / split).mkdir(parents=True)
-        for m, x in bars(n, seed).items():
-            np.save(root / "data" / split / f"{m}.npy", x.numpy())
+    write_bars_folder(root / "data", names=("img", "vec"), labels=False)
     out = {}
     sizes = {"dmvae": ["model.content_dim=6", "model.style_dim=2"], "mvae": ["model.latent_dim=6"]}
     for model, settings in sizes.items():
@@ -43,7 +33,7 @@ def runs(tmp_path_factory):
             args += ["--set", setting]
         assert main([*args, "--device", "cpu"]) == 0
         out[model] = root / model
-    inputs = bars(5, 2)
+    inputs = bars(5, 2, ("img", "vec"))[0]
     np.save(root / "img.npy", inputs["img"].numpy())
     np.save(root / "vec.npy", inputs["vec"].numpy())
     np.save(root / "small.npy", inputs["img"][:, :, :4, :4].numpy())

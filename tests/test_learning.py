@@ -22,6 +22,8 @@ from dmvae.evaluation import classifiers as clf
 from dmvae.models.dmvae import STYLE_KL_FLOOR
 from dmvae.training import train
 
+pytestmark = pytest.mark.slow
+
 SHORT = {
     "epochs": 2,
     "batch_size": 256,

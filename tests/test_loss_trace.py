@@ -35,6 +35,8 @@ import pytest
 from dmvae.config import RunConfig
 from dmvae.training import train
 
+pytestmark = pytest.mark.slow
+
 RECORDED = json.loads((Path(__file__).parent / "data" / "loss_trace_v0.json").read_text())
 # Ten times the largest measured deviation of each case (in units of the key's scale).
 SETTLED = {"dmvae-m3": 2e-2, "mvae-m3": 1e-3, "mmvae-m2": 5e-4}

@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import random_batch
 from torch.distributions import Laplace
 
 from dmvae import nets
@@ -29,11 +30,6 @@ def tiny(names=NAMES, side=4, hidden=(8,), sigmoid=True, **cfg) -> MMVAEPlus:
     dec = {m: nets.MLPDecoder(d, hidden, (1, side, side), sigmoid) for m in names}
     config = MMVAEPlusConfig(**{"shared_dim": SHARED, "style_dim": STYLE, **cfg})
     return MMVAEPlus(enc, dec, {m: Likelihood("laplace", 0.75) for m in names}, config)
-
-
-def batch(n=5, names=NAMES, side=4, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return make_batch({m: torch.rand(n, 1, side, side, generator=g) for m in names})
 
 
 def record_samples(model: MMVAEPlus) -> list[torch.Tensor]:
@@ -96,7 +92,7 @@ def brute_force_bound(model: MMVAEPlus, x, drawn, beta: float) -> float:
 @pytest.mark.parametrize("masked", [False, True])
 def test_bound_matches_a_brute_force_loop(masked):
     model = tiny(K=3, estimator="iwae", beta=2.5)
-    x = batch(4)
+    x = random_batch(4, side=4)
     if masked:
         x.mask[0, 1] = False
         x.mask[2, 0] = x.mask[2, 2] = False
@@ -119,7 +115,7 @@ def encoder_grads(model: MMVAEPlus, x, estimator: str, seed: int = 3, kl_weight=
 def test_dreg_matches_iwae_on_decoders_and_auxiliary_priors_and_everywhere_at_beta_zero():
     """Same noise: the surrogate's weights w~ give the IWAE gradient wherever log q does not
     depend on the parameter; at beta = 0 (no log q in log w) DReG is IWAE everywhere."""
-    model, x = tiny(K=4, beta=2.5), batch()
+    model, x = tiny(K=4, beta=2.5), random_batch(5, side=4)
     dreg, iwae = encoder_grads(model, x, "dreg"), encoder_grads(model, x, "iwae")
     for name, g in iwae.items():
         if name.startswith(("decoders.", "aux_raw_scale.")):
@@ -135,7 +131,7 @@ def test_at_k1_dreg_drops_exactly_the_score_function_term():
     d/dphi [log q_mix(z) + log q(w)] at fixed samples; DReG keeps the path term alone, so
     their difference is the score term, computed here with the samples detached."""
     beta = 2.5
-    model, x = tiny(K=1, beta=beta), batch()
+    model, x = tiny(K=1, beta=beta), random_batch(5, side=4)
     x.mask[1, 2] = False
     drawn = record_samples(model)
     dreg = encoder_grads(model, x, "dreg")
@@ -198,7 +194,7 @@ def test_tuckers_weight_alone_is_biased_when_beta_is_not_one(monkeypatch):
 def test_auxiliary_samples_carry_no_gradient_to_encoders():
     """Cross-reconstructions decode (w_n ~ r_n, z_m): their w reaches r_n's scale only, their
     z reaches expert m's encoder only."""
-    model, x = tiny(K=2), batch()
+    model, x = tiny(K=2), random_batch(5, side=4)
     seen = {}
     model.decoders["b"].register_forward_hook(lambda mod, args, out: seen.update(z=args[0]))
     model.loss(x)
@@ -219,7 +215,7 @@ def test_auxiliary_samples_carry_no_gradient_to_encoders():
 def test_dreg_log_q_sees_detached_posterior_parameters(monkeypatch):
     """With the samples held fixed, DReG's log weights reach no encoder: d log w / d phi is all
     path term, (d log w / d u) * d u / d phi."""
-    model, x = tiny(K=3, estimator="dreg"), batch()
+    model, x = tiny(K=3, estimator="dreg"), random_batch(5, side=4)
     seen = {}
 
     def spy(lw, u, beta=1.0):  # records, and leaves u without DReG's hook
@@ -238,7 +234,7 @@ def test_dreg_log_q_sees_detached_posterior_parameters(monkeypatch):
 
 @pytest.mark.parametrize("estimator", ["dreg", "iwae", "elbo"])
 def test_missing_modality_gets_no_gradient_and_the_loss_stays_finite(estimator):
-    model, x = tiny(K=3, estimator=estimator), batch()
+    model, x = tiny(K=3, estimator=estimator), random_batch(5, side=4)
     x.mask[:, 2] = False
     x.mask[0, 1] = False
     terms = model.loss(x)
@@ -252,7 +248,7 @@ def test_missing_modality_gets_no_gradient_and_the_loss_stays_finite(estimator):
 
 def test_generation_shapes_styles_and_embeddings():
     model = tiny().eval()
-    x = batch(3).inputs
+    x = random_batch(3, side=4).inputs
     with torch.no_grad():
         out = model.conditional_generate(x, ["c", "a"], ["a", "b"], n_per_input=4)
         assert out["c"].shape == out["a"].shape == (12, 1, 4, 4)
@@ -304,7 +300,7 @@ def test_config_errors_name_the_setting(setting, message):
 
 
 def test_normal_family_trains_and_presets_hold_the_official_polymnist_settings():
-    model, x = tiny(K=2, distribution="normal", estimator="dreg"), batch()
+    model, x = tiny(K=2, distribution="normal", estimator="dreg"), random_batch(5, side=4)
     model.loss(x)["loss"].backward()
     assert all(torch.isfinite(p.grad).all() for p in model.encoders.parameters())
     from dmvae.models import get_model
@@ -314,6 +310,7 @@ def test_normal_family_trains_and_presets_hold_the_official_polymnist_settings()
     assert poly.train["batch_size"] == 32 and poly.train["epochs"] == 150
 
 
+@pytest.mark.slow
 def test_learns_a_linear_readable_digit_on_real_paired_mnist(tmp_path, mnist_root):
     """The paired-MNIST preset (beta 1) for 900 steps (about 100 s on 2 CPU cores): measured
     probe 0.49 (chance 0.10); at 300 steps, or at beta 2.5 up to 700 steps, the model still sits

@@ -8,12 +8,10 @@ import math
 
 import pytest
 import torch
+from conftest import mlp_parts, random_batch
 from torch.distributions import Normal, kl_divergence
 
-from dmvae import nets
 from dmvae.config import RunConfig
-from dmvae.data.batch import make_batch
-from dmvae.likelihoods import Likelihood
 from dmvae.models.mopoe import (
     MoPoE,
     MoPoEConfig,
@@ -24,18 +22,6 @@ from dmvae.models.mopoe import (
 from dmvae.training import train
 
 NAMES = ("a", "b", "c")
-
-
-def parts(latent: int, names=NAMES):
-    torch.manual_seed(0)
-    enc = {m: nets.MLPEncoder((1, 6, 6), (16,), latent) for m in names}
-    dec = {m: nets.MLPDecoder(latent, (16,), (1, 6, 6), sigmoid=True) for m in names}
-    return enc, dec, {m: Likelihood("laplace", 0.75) for m in names}
-
-
-def batch(n=14, names=NAMES, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return make_batch({m: torch.rand(n, 1, 6, 6, generator=g) for m in names})
 
 
 def test_all_subsets_are_the_non_empty_subsets_once_each():
@@ -100,8 +86,8 @@ def test_the_full_set_takes_the_rows_that_do_not_divide_evenly(m, b):
 def test_loss_is_the_elbo_of_an_explicit_subset_enumeration():
     """Reference: loop over the 7 subsets of 3 modalities, build each PoE by the closed form of
     precisions, KL by torch.distributions, one z per sample from the sample's component."""
-    model = MoPoE(*parts(3), MoPoEConfig(latent_dim=3, beta=2.5))
-    x = batch(14)
+    model = MoPoE(*mlp_parts(3), MoPoEConfig(latent_dim=3, beta=2.5))
+    x = random_batch(14)
     torch.manual_seed(5)
     terms = model.loss(x, kl_weight=0.5)
     torch.manual_seed(5)
@@ -142,8 +128,8 @@ def test_kl_term_bounds_the_kl_of_the_mixture_from_above():
 
 
 def test_missing_modality_gets_no_gradient_and_the_rest_does():
-    model = MoPoE(*parts(4), MoPoEConfig(latent_dim=4))
-    x = batch()
+    model = MoPoE(*mlp_parts(4), MoPoEConfig(latent_dim=4))
+    x = random_batch(14)
     x.mask[:, 2] = False
     terms = model.loss(x)
     assert torch.isfinite(terms["loss"])
@@ -156,8 +142,8 @@ def test_missing_modality_gets_no_gradient_and_the_rest_does():
 
 
 def test_a_sample_observing_nothing_adds_nothing():
-    model = MoPoE(*parts(4), MoPoEConfig(latent_dim=4))
-    x = batch(6)
+    model = MoPoE(*mlp_parts(4), MoPoEConfig(latent_dim=4))
+    x = random_batch(6)
     full = model.loss(x, kl_weight=1.0)
     x.mask[3:] = False
     torch.manual_seed(0)
@@ -167,8 +153,8 @@ def test_a_sample_observing_nothing_adds_nothing():
 
 
 def test_encode_is_the_subsets_component_and_generation_shapes():
-    model = MoPoE(*parts(4), MoPoEConfig(latent_dim=4)).eval()
-    x = batch(3).inputs
+    model = MoPoE(*mlp_parts(4), MoPoEConfig(latent_dim=4)).eval()
+    x = random_batch(3).inputs
     with torch.no_grad():
         mu_full, _ = model.encode(x)
         s_mu, _ = subset_posteriors(
@@ -192,6 +178,7 @@ def test_encode_is_the_subsets_component_and_generation_shapes():
         MoPoEConfig(beta=-1)
 
 
+@pytest.mark.slow
 def test_mopoe_learns_on_real_paired_mnist(tmp_path, mnist_root, quick_classifiers, digit_scores):
     """600 steps at batch 64 of the paired-MNIST preset at M = 2: the content is linearly
     decodable and cross-modal generations carry the digit (chance 10 %). Measured (2026-12-05):

@@ -174,6 +174,7 @@ def train_discriminator(s: torch.Tensor, c: torch.Tensor, steps: int = 300) -> f
         return obj.tc_estimate(disc(torch.cat([s, c], 1))).item()
 
 
+@pytest.mark.slow
 def test_tc_estimate_near_zero_when_independent_positive_when_dependent():
     g = torch.Generator().manual_seed(4)
     c = torch.randn(4096, 2, generator=g)

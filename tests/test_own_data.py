@@ -220,6 +220,7 @@ def test_an_experiment_is_found_by_module_attribute(tmp_path, monkeypatch):
         RunConfig.preset("nomodule:EXP", "mvae")
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_an_epoch_boundary_checkpoint_resumes_to_the_same_weights(
     tmp_path, toy_experiment, monkeypatch
 ):
@@ -389,6 +390,7 @@ def test_a_run_trained_from_python_is_evaluated_by_naming_its_experiment(
         EXPERIMENTS["toy-bars"] = toy_experiment
 
 
+@pytest.mark.slow
 def test_a_moved_folder_is_found_with_data_root_and_classifiers_can_be_added_later(
     tmp_path, capsys
 ):
@@ -422,6 +424,7 @@ def test_float_images_in_0_255_get_a_hint():
         MultimodalData.from_tensors({"image": torch.randint(0, 256, (8, 1, 4, 4)).float()})
 
 
+@pytest.mark.slow
 def test_changed_test_data_under_the_same_name_give_fresh_distances(tmp_path, capsys):
     """The FID reference statistics are cached beside the data; new test images under the same
     folder and experiment name must give the numbers a fresh cache gives."""

@@ -194,6 +194,7 @@ def test_classifiers_per_modality_are_keyed_by_the_data(copy_root, capsys):
     assert changed[2] != kinds[2] and changed[:2] == kinds[:2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["dmvae", "mopoe", "mmvaeplus"])
 def test_train_and_evaluate_on_a_tiny_folder(tiny_root, tmp_path, model):
     run = tmp_path / "run"

@@ -12,9 +12,9 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
+from conftest import state_copy, write_bars_folder
 
 from dmvae.checkpoints import read_checkpoint
 from dmvae.cli import main
@@ -25,33 +25,15 @@ from dmvae.training import CHECKPOINT, train
 from dmvae.training.rundir import LOCK, RunLocked
 
 
-def write_folder(root, n_train=256, n_test=64) -> None:
-    """Two small modalities as .npy files: 8x8 bar images and one-hot codes of 4 labels."""
-    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
-        g = np.random.default_rng(seed)
-        labels = g.integers(0, 4, n)
-        images = np.zeros((n, 1, 8, 8), np.uint8)
-        images[np.arange(n), 0, 2 * labels] = 200
-        (root / split).mkdir(parents=True)
-        np.save(root / split / "image.npy", images)
-        np.save(root / split / "code.npy", np.eye(4, dtype=np.float32)[labels])
-        np.save(root / split / "labels.npy", labels)
-
-
 @pytest.fixture
 def data(tmp_path):
-    write_folder(tmp_path / "data")
-    return tmp_path / "data"
+    return write_bars_folder(tmp_path / "data")
 
 
 def config(data, out, **train) -> RunConfig:
     settings = {"data.path": str(data), "out": str(out), "batch_size": 32, "epochs": 2}
     settings.update({"progress": False, "checkpoint_every": 3, "log_every": 1})
     return RunConfig.preset("folder", "mvae", {**settings, **train})
-
-
-def weights(model) -> dict:
-    return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def assert_same(a: dict, b: dict) -> None:
@@ -76,12 +58,12 @@ def test_a_finished_run_is_never_replaced_without_overwrite(tmp_path, data):
 
 
 def test_a_moved_or_respelled_run_resumes_and_a_mismatch_names_the_keys(tmp_path, data):
-    full = weights(train(config(data, tmp_path / "full", max_steps=12)))
+    full = state_copy(train(config(data, tmp_path / "full", max_steps=12)))
     train(config(data, tmp_path / "a", max_steps=6))
     shutil.move(tmp_path / "a", tmp_path / "b")
     spelled = str(tmp_path / "b") + "/"
     resumed = train(config(data, spelled, max_steps=12), resume=True)
-    assert_same(full, weights(resumed))
+    assert_same(full, state_copy(resumed))
     with pytest.raises(ConfigError, match=r"train\.lr: saved 0\.001, now 0\.5.*saved settings"):
         train(config(data, tmp_path / "b", max_steps=14, lr=0.5), resume=True)
 
@@ -116,7 +98,7 @@ def sigint(request):
 def test_ctrl_c_saves_after_the_current_step_and_resumes_exactly(
     tmp_path, data, monkeypatch, sigint
 ):
-    full = weights(train(config(data, tmp_path / "full", max_steps=10)))
+    full = state_copy(train(config(data, tmp_path / "full", max_steps=10)))
     real_loss, calls = MVAE.loss, {"n": 0}
 
     def interrupted_loss(self, *args, **kwargs):
@@ -132,7 +114,7 @@ def test_ctrl_c_saves_after_the_current_step_and_resumes_exactly(
     assert read_checkpoint(tmp_path / "run" / CHECKPOINT)[1]["info"]["step"] == 5
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     resumed = train(config(data, tmp_path / "run", max_steps=10), resume=True)
-    assert_same(full, weights(resumed))
+    assert_same(full, state_copy(resumed))
 
 
 @pytest.mark.parametrize("sigint", [signal.SIG_IGN], indirect=True)
@@ -304,6 +286,7 @@ def _train_command(data, out, steps: int) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.0, 0.35])
 def test_kill_9_at_a_random_point_resumes_to_the_uninterrupted_weights(tmp_path, data, delay):
     """SIGKILL once the run has checkpointed (plus `delay` seconds: during a later step or a
@@ -328,7 +311,7 @@ def test_kill_9_at_a_random_point_resumes_to_the_uninterrupted_weights(tmp_path,
 
     full, _ = load_run(tmp_path / "full")
     resumed, _ = load_run(out)
-    assert_same(weights(full), weights(resumed))
+    assert_same(state_copy(full), state_copy(resumed))
     assert not list(out.glob("*.tmp*")) and not (out / LOCK).exists()
 
 
@@ -345,6 +328,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_kill_9_inside_a_checkpoint_write_keeps_the_previous_one_and_resumes_exactly(
     tmp_path, data
 ):
@@ -361,4 +345,4 @@ def test_kill_9_inside_a_checkpoint_write_keeps_the_previous_one_and_resumes_exa
     assert not list(out.glob("*.tmp*"))  # ... and removed by the next writer
     from dmvae.training import load_run
 
-    assert_same(weights(load_run(tmp_path / "full")[0]), weights(load_run(out)[0]))
+    assert_same(state_copy(load_run(tmp_path / "full")[0]), state_copy(load_run(out)[0]))

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from test_data import fake_svhn
+from conftest import fake_svhn
 
 from dmvae import reproduce as rp
 from dmvae.cli import main
@@ -56,6 +56,7 @@ def test_claims_are_checked_against_the_numbers():
     assert "M=2: MMVAE, M=5: DMVAE" in claims
 
 
+@pytest.mark.slow
 def test_paired_mnist_grid_runs_resumes_and_extends(tmp_path, mnist_root, quick_classifiers):
     out = tmp_path / "grid"
     args = ["reproduce", "paired-mnist", "--modalities", "2", "3", "--num-samples", "200"]
@@ -94,6 +95,7 @@ def test_paired_mnist_grid_runs_resumes_and_extends(tmp_path, mnist_root, quick_
         rp.run_cell(rp.Cell("paired-mnist", "mvae", 2, 0), "paper", out)
 
 
+@pytest.mark.slow
 def test_reproduce_runs_the_successor_models(tmp_path, mnist_root, quick_classifiers):
     out = tmp_path / "grid"
     args = ["reproduce", "paired-mnist", "--models", "mopoe", "mmvaeplus", "--modalities", "3"]
@@ -109,6 +111,7 @@ def test_reproduce_runs_the_successor_models(tmp_path, mnist_root, quick_classif
     assert "| MoPoE | 3 | 0 |" in report and "MMVAE+ style" in report
 
 
+@pytest.mark.slow
 def test_jobs_run_cells_at_once_and_a_failing_cell_lets_the_others_finish(
     tmp_path, mnist_root, quick_classifiers, capsys
 ):
@@ -143,6 +146,7 @@ def test_parallel_cells_share_the_cpu_and_spread_over_gpus(monkeypatch):
         rp.reproduce("paired-mnist", "unused", jobs=0)
 
 
+@pytest.mark.slow
 def test_mnist_svhn_reproduction_end_to_end_on_synthetic_svhn(
     tmp_path, mnist_root, quick_classifiers
 ):

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from conftest import state_copy
 
 from dmvae.checkpoints import read_checkpoint
 from dmvae.cli import main
@@ -41,6 +42,7 @@ def fixed_batch(cfg: RunConfig, n: int = 128):
     return data.batch(torch.arange(n), torch.Generator().manual_seed(0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "modalities"),
     [("dmvae", 2), ("dmvae", 3), ("mvae", 2), ("mvae", 3), ("mmvae", 2), ("mmvae", 3)],
@@ -79,12 +81,8 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, mnist_root):
     assert torch.equal(a, b)
 
 
-def weights(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, mnist_root, monkeypatch):
-    full = weights(train(config(tmp_path / "a", mnist_root, max_steps=7, checkpoint_every=3)))
+    full = state_copy(train(config(tmp_path / "a", mnist_root, max_steps=7, checkpoint_every=3)))
 
     cfg = config(tmp_path / "b", mnist_root, max_steps=7, checkpoint_every=3)
     from dmvae.models.dmvae import DMVAE
@@ -102,7 +100,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, mnist_root, mo
         train(cfg)
     monkeypatch.setattr(DMVAE, "loss", real_loss)
     assert read_checkpoint(tmp_path / "b" / "dmvae-2" / CHECKPOINT)[1]["info"]["step"] == 3
-    resumed = weights(train(cfg, resume=True))
+    resumed = state_copy(train(cfg, resume=True))
     assert full.keys() == resumed.keys()
     for k in full:
         assert torch.equal(full[k], resumed[k]), k

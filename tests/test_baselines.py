@@ -7,6 +7,7 @@ import torch
 from conftest import mlp_parts, random_batch
 
 from dmvae import objectives as obj
+from dmvae.data.batch import make_batch
 from dmvae.models.mmvae import MMVAE, MMVAEConfig, laplace_scale
 from dmvae.models.mvae import MVAE, MVAEConfig
 
@@ -149,8 +150,8 @@ def test_generation_shapes_and_errors(cls):
 
 def test_mvae_loss_in_float64_without_changing_the_default_dtype():
     assert torch.get_default_dtype() == torch.float32
-    model = MVAE(*parts(4), MVAEConfig(latent_dim=4)).double()
-    x = make_batch({m: v.double() for m, v in batch().inputs.items()})
+    model = MVAE(*mlp_parts(4), MVAEConfig(latent_dim=4)).double()
+    x = make_batch({m: v.double() for m, v in random_batch(8).inputs.items()})
     terms = model.loss(x)
     assert terms["loss"].dtype == torch.float64 and torch.isfinite(terms["loss"])
     terms["loss"].backward()

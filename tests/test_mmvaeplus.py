@@ -371,5 +371,5 @@ def test_a_learned_prior_takes_one_softmax_over_w_and_z():
     s = model.style_dim
     assert scale[:s].sum().item() < 0.5 * s  # the low raw values are w's
     assert scale.sum().item() == pytest.approx(raw.numel(), rel=1e-5)
-    model.loss(batch())["loss"].backward()
+    model.loss(random_batch(5, side=4))["loss"].backward()
     assert model.prior_raw_scale.grad is not None and model.prior_raw_scale.grad.abs().sum() > 0

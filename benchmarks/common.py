@@ -1,5 +1,6 @@
 """What the benchmark scripts share: the model of a run config with the `TrainStep` that trains
-it (the trainer's own step), synthetic batches, a step timer and the content scores of a model.
+it (the trainer's own step), synthetic batches, and a step timer
+(the content scores of a model are `dmvae.evaluation.scores`, shared with the learning tests).
 
 The scripts import it as `common`: `python benchmarks/NAME.py` puts this folder on sys.path.
 """
@@ -12,9 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from dmvae.config import RunConfig
-from dmvae.data.batch import Batch, MultimodalData, make_batch
-from dmvae.evaluation.coherence import conditional_coherence, summarise
-from dmvae.evaluation.latent import embeddings, linear_probe_accuracy
+from dmvae.data.batch import Batch, make_batch
 from dmvae.experiments import get_experiment
 from dmvae.models.base import MultimodalVAE
 from dmvae.training import TrainStep
@@ -79,38 +78,3 @@ def timed(fn: Callable[[], object], steps: int, device: str | torch.device = "cp
         fn()
     wait(device)
     return (time.perf_counter() - start) / steps
-
-
-def content_scores(
-    model: MultimodalVAE,
-    probe_train: MultimodalData,
-    test: MultimodalData,
-    classifier: torch.nn.Module,
-    generator: torch.Generator,
-) -> tuple[float, float]:
-    """Linear-probe accuracy of the shared latent (fitted on `probe_train`, scored on `test`)
-    and leave-one-out coherence on `test` judged by `classifier`, both in [0, 1]."""
-    names = tuple(model.modalities)
-    probe, per_map = probe_and_coherence(
-        model, probe_train, test, {m: classifier for m in names}, generator
-    )
-    return probe, summarise(per_map, names)["leave_one_out_mean"]
-
-
-def probe_and_coherence(
-    model: MultimodalVAE,
-    probe_train: MultimodalData,
-    test: MultimodalData,
-    classifiers: dict[str, torch.nn.Module],
-    generator: torch.Generator,
-) -> tuple[float, dict[str, float]]:
-    """The linear probe's accuracy and every one-to-one conditional coherence on `test`, each
-    modality's samples judged by its classifier."""
-    names = tuple(model.modalities)
-    probe = linear_probe_accuracy(
-        *embeddings(model, probe_train, names), *embeddings(model, test, names)
-    )
-    per_map = conditional_coherence(
-        model, test, classifiers, all_subsets=False, generator=generator, progress=False
-    )
-    return probe, per_map

@@ -12,7 +12,7 @@ Two own data sets, each a `TensorExperiment` with default networks:
 Every (data set, model, scale) trains with `dmvae.train` at one fixed, reduced budget (batch
 256, `--steps` steps, seed 0); every other setting is the default of `TrainSettings` and of the
 model's config (no preset exists for these experiments). Each run is scored as the learning
-tests score one (tests/conftest.py `_digit_scores`): a linear probe of the shared latent given
+tests score one (`dmvae.evaluation.scores`): a linear probe of the shared latent given
 all modalities (5,000 train / 2,000 test rows) and the cross coherence a->b, b->a on the 2,000
 test rows (for two modalities the same as the leave-one-out mean). Each run's last logged
 reconstruction and KL terms go to OUT/results.json with the scores (reconstruction terms are not
@@ -33,13 +33,13 @@ import time
 from pathlib import Path
 
 import torch
-from common import probe_and_coherence
 
 import dmvae
 from dmvae.data import MultimodalData
 from dmvae.data.sources import load_mnist
 from dmvae.evaluation.classifiers import train_classifier
 from dmvae.evaluation.coherence import summarise
+from dmvae.evaluation.scores import probe_and_coherence
 from dmvae.experiments import TensorExperiment
 
 REPO = Path(__file__).resolve().parents[1]

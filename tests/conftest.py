@@ -90,24 +90,13 @@ def small_train(monkeypatch):
 def _digit_scores(model, config, classifier) -> dict[str, float]:
     import torch
 
-    from dmvae.evaluation.coherence import conditional_coherence, summarise
-    from dmvae.evaluation.latent import embeddings, linear_probe_accuracy
+    from dmvae.evaluation.scores import content_scores
 
     train_set = config.build_data("train").complete_rows().random_subset(5000, 0)
     test = config.build_data("test").random_subset(2000, 0)
-    names = tuple(model.modalities)
-    probe = linear_probe_accuracy(
-        *embeddings(model, train_set, names), *embeddings(model, test, names)
-    )
-    per_map = conditional_coherence(
-        model,
-        test,
-        {m: classifier for m in names},
-        all_subsets=False,
-        generator=torch.Generator().manual_seed(0),
-        progress=False,
-    )
-    return {"probe": probe, "coherence": summarise(per_map, names)["leave_one_out_mean"]}
+    generator = torch.Generator().manual_seed(0)
+    probe, coherence = content_scores(model, train_set, test, classifier, generator)
+    return {"probe": probe, "coherence": coherence}
 
 
 @pytest.fixture

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dmvae.cli import options
+
+if TYPE_CHECKING:
+    from dmvae.evaluation.settings import EvalSettings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from dmvae.evaluation.registry import METRICS
-    from dmvae.evaluation.settings import FID_FEATURES, STYLES, EvalSettings
+    from dmvae.evaluation.settings import EvalSettings
 
     default = EvalSettings()  # the defaults live in EvalSettings alone
     p = sub.add_parser(
@@ -42,6 +46,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"the metrics to compute, of {', '.join(METRICS)}; they run in this order "
         "(default: all)",
     )
+    add_scoring_options(p, default)
+    add_data_options(p, default)
+    options.add_no_progress(p)
+    p.set_defaults(func=run)
+
+
+def add_scoring_options(p: argparse.ArgumentParser, default: EvalSettings) -> None:
+    """How the metrics are computed: sample counts, distances, styles, batches."""
+    from dmvae.evaluation.settings import FID_FEATURES, STYLES
+
     p.add_argument(
         "--num-samples",
         type=int,
@@ -88,6 +102,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=default.batch_size,
         help="test samples per batch when scoring coherence (default: %(default)s)",
     )
+
+
+def add_data_options(p: argparse.ArgumentParser, default: EvalSettings) -> None:
+    """Where the run computes and finds its data and experiment, its seed, and a running run."""
     options.add_device(p, "auto")
     options.add_data_root(p, "the folder the run was trained on; the folder experiment's data.path")
     p.add_argument(
@@ -118,8 +136,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "metrics.json and metrics.md mark the results as taken while training ran (default: "
         "refuse such a run until its training stops)",
     )
-    options.add_no_progress(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

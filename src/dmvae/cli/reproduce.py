@@ -12,19 +12,18 @@ from dmvae.models import MODELS
 from dmvae.settings import parse_assignments
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    from dmvae.evaluation.settings import FID_FEATURES, EvalSettings
-    from dmvae.reproduce import BUDGETS, reproduce, reproducible
-    from dmvae.reproduce.cells import evaluation_settings
+def grid_default(name: str) -> Any:
+    """The default of `reproduce()`'s argument `name`, where the defaults live (lists as lists)."""
+    from dmvae.reproduce import reproduce
 
-    def default(name: str) -> Any:  # the defaults live in reproduce()'s signature
-        value = options.signature_default(reproduce, name)
-        return list(value) if isinstance(value, tuple) else value
+    value = options.signature_default(reproduce, name)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from dmvae.reproduce import BUDGETS, reproducible
 
     experiments = reproducible()
-    fid = ", ".join(
-        f"{evaluation_settings(experiments[0], b)['fid_features']} for {b}" for b in BUDGETS
-    )
     p = sub.add_parser(
         "reproduce",
         help="train and evaluate a grid of runs and write a report beside the paper's numbers",
@@ -39,33 +38,48 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         choices=MODELS,
         metavar="MODEL",
-        default=default("models"),
+        default=grid_default("models"),
         help=f"the models of the grid, of {', '.join(MODELS)} "
-        f"(default: {' '.join(default('models'))})",
+        f"(default: {' '.join(grid_default('models'))})",
     )
     p.add_argument(
         "--modalities",
         nargs="+",
         type=int,
         metavar="M",
-        default=default("modalities"),
+        default=grid_default("modalities"),
         help="paired MNIST: the numbers of modalities of the grid "
-        f"(default: {' '.join(map(str, default('modalities')))})",
+        f"(default: {' '.join(map(str, grid_default('modalities')))})",
     )
     p.add_argument(
         "--seeds",
         nargs="+",
         type=int,
         metavar="N",
-        default=default("seeds"),
-        help=f"training seeds, one run per seed (default: {' '.join(map(str, default('seeds')))})",
+        default=grid_default("seeds"),
+        help="training seeds, one run per seed "
+        f"(default: {' '.join(map(str, grid_default('seeds')))})",
     )
     p.add_argument(
         "--budget",
         choices=BUDGETS,
-        default=default("budget"),
+        default=grid_default("budget"),
         help="quick: a reduced schedule for a CPU (docs/results.md); paper: the paper's epochs "
         "(default: %(default)s)",
+    )
+    add_evaluation_options(p, experiments[0])
+    add_run_options(p)
+    p.set_defaults(func=run)
+
+
+def add_evaluation_options(p: argparse.ArgumentParser, experiment: str) -> None:
+    """How every cell is evaluated (the budget's settings unless given)."""
+    from dmvae.evaluation.settings import FID_FEATURES, EvalSettings
+    from dmvae.reproduce import BUDGETS
+    from dmvae.reproduce.cells import evaluation_settings
+
+    fid = ", ".join(
+        f"{evaluation_settings(experiment, b)['fid_features']} for {b}" for b in BUDGETS
     )
     p.add_argument(
         "--fid",
@@ -84,11 +98,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="evaluate on a seeded subset of N test samples (default: the whole test set)",
     )
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """How the cells run (at once, where, with which settings) and where the grid goes."""
     p.add_argument(
         "--jobs",
         type=int,
         metavar="N",
-        default=default("jobs"),
+        default=grid_default("jobs"),
         help="run N cells at once, each in its own process: on one GPU (small nets leave it "
         "mostly idle), spread over the visible GPUs, or on a many-core CPU with the threads "
         "shared out; a failing cell is reported and the others go on (default: %(default)s)",
@@ -100,7 +118,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     options.add_data_root(p)
     options.add_download(p)
-    options.add_device(p, default("device"))
+    options.add_device(p, grid_default("device"))
     options.add_no_progress(p)
     p.add_argument(
         "--report-only",
@@ -114,7 +132,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="the grid's folder: a run directory per cell, and report.md (required)",
     )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,26 +5,57 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import typing
+from dataclasses import dataclass
 from typing import Any
 
 from dmvae.cli import options
 from dmvae.config import RunConfig, TrainSettings
 from dmvae.experiments import EXPERIMENTS
 from dmvae.models import MODELS
-from dmvae.settings import parse_assignments
+from dmvae.settings import field_types, parse_assignments
 from dmvae.tracking import LOGGERS
 
-# Flags that are shorthands for settings (`--lr 1e-3` is `--set train.lr=1e-3`).
+
+@dataclass(frozen=True)
+class TrainFlag:
+    """A flag that sets one field of `TrainSettings` (`--lr 1e-3` is `--set train.lr=1e-3`):
+    its name, type and default come from the field, so none is spelled twice."""
+
+    name: str
+    help: str
+    metavar: str | None = "N"
+    none: str = "none"  # how a default of None reads in the help
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        kind = field_types(TrainSettings)[self.name]
+        kind = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+        parser.add_argument(
+            f"--{self.name.replace('_', '-')}",
+            type=kind,
+            metavar=self.metavar,
+            help=f"{self.help} (default: {train_default(self.name, self.none)})",
+        )
+
+
+TRAIN_FLAGS = (
+    TrainFlag("epochs", "training epochs"),
+    TrainFlag("batch_size", "samples per training step"),
+    TrainFlag("lr", "the Adam learning rate", metavar=None),
+    TrainFlag("max_steps", "stop after this many training steps", none="no limit, all epochs run"),
+    TrainFlag("seed", "the run's random seed"),
+    TrainFlag(
+        "device",
+        "where to train: auto (CUDA when available, else the CPU), cpu, cuda or cuda:N",
+        metavar=None,
+    ),
+)
+# Flags that are shorthands for settings, by argparse destination.
 SHORTHANDS = {
     "modalities": "data.modalities",
-    "epochs": "train.epochs",
-    "batch_size": "train.batch_size",
-    "lr": "train.lr",
-    "max_steps": "train.max_steps",
-    "seed": "train.seed",
-    "device": "train.device",
     "data_root": "data.root",
     "out": "train.out",
+    **{flag.name: f"train.{flag.name}" for flag in TRAIN_FLAGS},
 }
 
 
@@ -70,39 +101,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "preset's (default: none)",
     )
     options.add_modalities(p)
-    p.add_argument(
-        "--epochs",
-        type=int,
-        metavar="N",
-        help=f"training epochs (default: {train_default('epochs')})",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        metavar="N",
-        help=f"samples per training step (default: {train_default('batch_size')})",
-    )
-    p.add_argument(
-        "--lr", type=float, help=f"the Adam learning rate (default: {train_default('lr')})"
-    )
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        metavar="N",
-        help="stop after this many training steps "
-        f"(default: {train_default('max_steps', 'no limit, all epochs run')})",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        metavar="N",
-        help=f"the run's random seed (default: {train_default('seed')})",
-    )
-    p.add_argument(
-        "--device",
-        help="where to train: auto (CUDA when available, else the CPU), cpu, cuda or cuda:N "
-        f"(default: {train_default('device')})",
-    )
+    for flag in TRAIN_FLAGS:
+        flag.add_to(p)
     p.add_argument(
         "--amp",
         action="store_true",
@@ -119,6 +119,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "experiment=NAME are --model and --experiment); repeatable, a wrong name is answered "
         "with the names that exist (default: none)",
     )
+    add_run_control(p)
+    p.set_defaults(func=run)
+
+
+def add_run_control(p: argparse.ArgumentParser) -> None:
+    """How the run directory is treated, logged and shown: resume, overwrite, --out."""
     p.add_argument(
         "--resume",
         action="store_true",
@@ -150,7 +156,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the run directory to write (required without --config; with it, default: the "
         f"file's train.out, else {train_default('out')})",
     )
-    p.set_defaults(func=run)
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -83,7 +83,8 @@ def mnist_pairs(n_train: int = 20000, n_test: int = 2000) -> tuple[TensorExperim
 
 
 def scores(model, config, classifiers) -> dict[str, float]:
-    """tests/conftest.py `_digit_scores`, with the cross mean and per-direction coherence."""
+    """The learning tests' measure (`dmvae.evaluation.scores`), with the cross mean and
+    per-direction coherence."""
     train_set = config.build_data("train").random_subset(5000, 0)
     test = config.build_data("test").random_subset(2000, 0)
     probe, per_map = probe_and_coherence(

@@ -142,13 +142,13 @@ def info_nce(
     if cosine:
         z = F.normalize(z, dim=-1)
     sim = z @ z.T / temperature
-    eye = torch.eye(2 * n, dtype=torch.bool, device=z.device)
-    sim = sim.masked_fill(eye, float("-inf"))
+    excluded = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    if valid is not None:  # and the z_b of invalid pairs, in the same pass
+        excluded = excluded | torch.cat([torch.zeros_like(valid), ~valid])[None]
+    sim = sim.masked_fill(excluded, float("-inf"))
     target = torch.arange(2 * n, device=z.device).roll(n)
     if valid is None:
         return F.cross_entropy(sim, target)
-    absent = torch.cat([torch.zeros_like(valid), ~valid])  # z_b of invalid pairs
-    sim = sim.masked_fill(absent[None], float("-inf"))
     rows = torch.cat([valid, valid])
     # an invalid pair's rows have no finite target: select them away before the mean
     per_row = torch.where(rows, F.cross_entropy(sim, target, reduction="none"), 0.0)

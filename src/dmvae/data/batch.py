@@ -213,13 +213,6 @@ class MultimodalData:
         tensors, labels, observed = materialise(
             dataset, modalities, label_key, max_bytes, num_workers, progress
         )
-        if observed is not None:
-            names = tuple(tensors)
-            rows = _observed_columns(observed, names, len(next(iter(tensors.values())))).any(1)
-            if not bool(rows.all()):
-                tensors = {m: t[rows] for m, t in tensors.items()}
-                observed = {m: v[rows] for m, v in observed.items()}
-                labels = None if labels is None else labels[rows]
         return cls.from_tensors(tensors, labels, noise_std, observed=observed)
 
     def __len__(self) -> int:
@@ -384,26 +377,26 @@ class MultimodalData:
     def batch(self, rows: Tensor, generator: torch.Generator | None = None) -> Batch:
         """Gather `rows` into a float `Batch`; noise comes from `generator` (on this device)."""
         rows = rows.to(self.device)
+        if self.observed is None:
+            mask = torch.ones(len(rows), len(self.modalities), dtype=torch.bool, device=self.device)
+        else:
+            mask = self.observed[rows]
         inputs, targets = {}, {}
-        for m in self.modalities:
+        for k, m in enumerate(self.modalities):
             clean = encoder_input(self.images[m][self.index[m][rows]])
+            keep = None
+            if self.observed is not None:  # missing modalities hold zeros: none reaches a model
+                keep = mask[:, k].view(-1, *[1] * (clean.dim() - 1))
+                clean = clean * keep
             targets[m] = clean
             std = self.noise_std[m]
             if std > 0:
                 noise = torch.randn(
                     clean.shape, generator=generator, device=clean.device, dtype=clean.dtype
                 )
-                inputs[m] = clean + std * noise
+                inputs[m] = clean + std * (noise if keep is None else noise * keep)
             else:
                 inputs[m] = clean
-        if self.observed is None:
-            mask = torch.ones(len(rows), len(self.modalities), dtype=torch.bool, device=self.device)
-        else:  # missing modalities hold zeros: nothing of them reaches a model
-            mask = self.observed[rows]
-            for k, m in enumerate(self.modalities):
-                keep = mask[:, k].view(-1, *[1] * (targets[m].dim() - 1))
-                targets[m] = targets[m] * keep
-                inputs[m] = inputs[m] * keep
         return Batch(inputs, targets, self.labels[rows], mask, self.modalities)
 
     def batches(

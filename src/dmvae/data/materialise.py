@@ -67,8 +67,9 @@ def materialise(
     num_workers: int = 0,
     progress: bool = True,
 ) -> tuple[dict[str, Tensor], Tensor | None, dict[str, Tensor] | None]:
-    """Every item of `dataset` stacked: one tensor per modality, the labels (None unless every
-    item has one) and per modality a bool [N] of the samples that have it (None if all do).
+    """Every item of `dataset` that has at least one of the `modalities`, stacked: one tensor
+    per modality, the labels (None unless every item has one) and per modality a bool [N] of
+    the samples that have it (None if all do).
 
     Refuses, before reading more than its first item, data that would not fit: more than
     `max_bytes` (default: the free memory) for the stacked tensors.
@@ -112,5 +113,10 @@ def materialise(
             out[m][i] = value
     has_labels = all(label is not None for label in labels)
     stacked = torch.as_tensor([int(label) for label in labels]) if has_labels else None
+    rows = torch.stack(list(observed.values()), 1).any(1)
+    if not bool(rows.all()):  # samples with none of the chosen modalities
+        out = {m: t[rows] for m, t in out.items()}
+        observed = {m: v[rows] for m, v in observed.items()}
+        stacked = None if stacked is None else stacked[rows]
     masks = {m: v for m, v in observed.items() if not bool(v.all())}
     return out, stacked, masks or None

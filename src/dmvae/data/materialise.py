@@ -111,6 +111,14 @@ def materialise(
                     f"{tuple(out[m].shape[1:])}: give every sample of a modality one shape"
                 )
             out[m][i] = value
+    return _finished(out, labels, observed)
+
+
+def _finished(
+    out: dict[str, Tensor], labels: list[Any], observed: dict[str, Tensor]
+) -> tuple[dict[str, Tensor], Tensor | None, dict[str, Tensor] | None]:
+    """The stacked samples less those with none of the modalities, the labels as a tensor
+    (None unless every item had one), and the masks of the modalities with gaps."""
     has_labels = all(label is not None for label in labels)
     stacked = torch.as_tensor([int(label) for label in labels]) if has_labels else None
     rows = torch.stack(list(observed.values()), 1).any(1)

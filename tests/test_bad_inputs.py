@@ -186,7 +186,7 @@ CASES = [
     (FOLDER[:4] + ["data.path={root}/ints", "--out", "{new}"], FAILURE, "convert integer codes"),
     (FOLDER[:6] + ["1024", "--out", "{new}"], USAGE, "batch size 1024 exceeds the 128 training"),
     (
-        FOLDER + ["--set", 'data.likelihoods={"code": "normal"}', "--out", "{new}"],
+        FOLDER + ["--set", 'data.likelihoods={"code": "gaussian"}', "--out", "{new}"],
         USAGE,
         "unknown likelihoods",
     ),

@@ -392,9 +392,11 @@ def test_eval_settings_name_the_bad_value_and_the_choices(field, value, message)
 def test_eval_settings_defaults_and_metric_order(tmp_path):
     default = EvalSettings()
     assert default.metrics is None and EvalSettings(metrics=[]).metrics is None
-    assert schedule(default, tmp_path / "gmm.npz") == list(METRICS)
+    paper = ["coherence", "latent", "gmm", "joint", "fid", "grids"]
+    assert schedule(default, tmp_path / "gmm.npz") == paper  # the costly log-likelihoods: named
     assert EvalSettings(metrics="fid").metrics == ("fid",)
-    assert list(METRICS) == ["coherence", "latent", "gmm", "joint", "fid", "grids"]
+    assert list(METRICS) == [*paper, "loglik"]
+    assert schedule(EvalSettings(metrics=["loglik", "latent"]), tmp_path) == ["latent", "loglik"]
     unknown = EvalSettings(metrics=["coherence", "latnt"])  # checked against the registry
     with pytest.raises(ConfigError, match=r"unknown metric 'latnt': choose from 'coherence'"):
         schedule(unknown, tmp_path / "gmm.npz")

@@ -196,8 +196,10 @@ def test_data_that_do_not_fit_are_named(tmp_path, toy_experiment):
         RunConfig.preset("folder", "dmvae", {"data.path": str(tmp_path)}).build_data("train")
     with pytest.raises(ConfigError, match="needs data.path"):
         RunConfig.preset("folder", "dmvae")
-    with pytest.raises(ConfigError, match=r"unknown likelihoods \{'a': 'normal'\}"):
-        RunConfig.preset("folder", "dmvae", {"data.path": "x", "data.likelihoods": {"a": "normal"}})
+    with pytest.raises(ConfigError, match=r"unknown likelihoods \{'a': 'gaussian'\}"):
+        RunConfig.preset(
+            "folder", "dmvae", {"data.path": "x", "data.likelihoods": {"a": "gaussian"}}
+        )
 
 
 def test_an_experiment_is_found_by_module_attribute(tmp_path, monkeypatch):

@@ -228,6 +228,8 @@ def test_quick_cells_and_the_report_layout(tmp_path):
     coherence = {"m0->m1": 0.2, "m2->m1": 0.4, "m0+m1->m2": 0.6, "leave_one_out_mean": 0.9}
     metrics = {"coherence": coherence, "latent": {"all": 0.8, "m0": 0.5, "m1": 0.7}}
     metrics["fid"] = {"features": "classifier", "class_conditional_leave_one_out_mean": 3.0}
+    metrics["loglik"] = {"joint": -1234.56, "leave_one_out_mean": -300.0}
+    assert settings["loglik_test"] == 500 and "loglik" in settings["metrics"]
     report = polymnist_report({Cell("polymnist", "mvae", 5, 0): metrics}, "# header")
     row = next(line for line in report.splitlines() if line.startswith("| MVAE"))
     assert [c.strip() for c in row.strip("|").split("|")] == [
@@ -240,4 +242,6 @@ def test_quick_cells_and_the_report_layout(tmp_path):
         "80.0",
         "60.0",
         "3.0",
+        "-1234.6",
+        "-300.0",
     ]

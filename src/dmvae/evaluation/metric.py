@@ -35,10 +35,12 @@ class Metric:
     """One metric: `compute` returns the entries it adds to metrics.json (a subset of
     `entries`, the keys it owns and replaces whenever it runs); `settings` names the
     `EvalSettings` fields that change its numbers, besides the seed and the metrics that ran
-    before it (they share the generator)."""
+    before it (they share the generator). `by_default`: whether an evaluation that names no
+    metrics runs it (the costly ones run when named)."""
 
     name: str
     compute: Callable[[EvalContext], dict]
     entries: tuple[str, ...] = ()
     settings: tuple[str, ...] = ()
     needs: Needs = Needs()
+    by_default: bool = True

@@ -13,8 +13,9 @@ from typing import Any
 
 from dmvae.errors import DmvaeError
 from dmvae.evaluation.context import EvalContext
-from dmvae.evaluation.registry import METRICS, RESERVED, scoring_classifiers
+from dmvae.evaluation.registry import METRICS, RESERVED, scoring_classifiers, wanted_metrics
 from dmvae.evaluation.report import metrics_markdown
+from dmvae.evaluation.settings import EvalSettings
 from dmvae.files import atomic_path
 
 
@@ -56,6 +57,32 @@ def kept_provenance(old: dict, ctx: EvalContext) -> dict[str, dict]:
         else:
             record["stale"] = True
     return records
+
+
+RESOLVED = ("style", "all_subsets")
+"""Settings whose None means a default that depends on the run (`provenance` records the value
+it resolved to)."""
+
+
+def outdated(old: dict, settings: EvalSettings) -> list[str]:
+    """The metrics `settings` asks for that an evaluation has to (re)compute, given the
+    metrics.json `old`: those without results, with stale ones, or with results of another
+    seed or of other values of the settings they depend on (a resolved setting left None
+    matches whatever it resolved to)."""
+    records = old.get("provenance", {})
+    pending = []
+    for name in wanted_metrics(settings):
+        record = records.get(name)
+        if record is None or record.get("stale") or record.get("seed") != settings.seed:
+            pending.append(name)
+            continue
+        recorded = record.get("settings", {})
+        for field in METRICS[name].settings:
+            value = getattr(settings, field)
+            if not (value is None and field in RESOLVED) and recorded.get(field) != value:
+                pending.append(name)
+                break
+    return pending
 
 
 def provenance(ctx: EvalContext, name: str, before: Sequence[str]) -> dict:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dmvae.errors import ConfigError
 from dmvae.evaluation.context import EvalContext
 from dmvae.evaluation.fid_metrics import image_modalities
+from dmvae.evaluation.loglik import loglik
 from dmvae.evaluation.metric import Metric
 from dmvae.evaluation.paper_metrics import PAPER_METRICS
 from dmvae.evaluation.settings import EvalSettings, check_choice
@@ -19,8 +20,19 @@ RESERVED += ("skipped", "seconds", "provenance")
 """Keys of metrics.json that belong to the evaluation as a whole, not to one metric."""
 
 
-METRICS: dict[str, Metric] = {m.name: m for m in PAPER_METRICS}
-"""The registered metrics by name, in the order an evaluation runs them: the paper's first."""
+LOGLIK = Metric(
+    "loglik",
+    loglik,
+    entries=("loglik",),
+    settings=("max_test", "loglik_test", "loglik_samples", "batch_size"),
+    by_default=False,  # 2 M K decoder passes per test tuple: minutes on a CPU (loglik.py)
+)
+"""Test log-likelihoods (loglik.py): the MMVAE and MoPoE papers' measure, after the paper's;
+run when named."""
+
+METRICS: dict[str, Metric] = {m.name: m for m in (*PAPER_METRICS, LOGLIK)}
+"""The registered metrics by name, in the order an evaluation runs them: the paper's first,
+then the log-likelihoods, then your own."""
 
 
 def register_metric(metric: Metric) -> Metric:
@@ -43,6 +55,15 @@ def unregister_metric(name: str) -> None:
     """Remove a metric (its entries in existing metrics.json files are kept as other keys)."""
     check_metric_names([name])
     del METRICS[name]
+
+
+def wanted_metrics(settings: EvalSettings) -> list[str]:
+    """The metrics `settings` asks for, in registry order: those named, else the ones that run
+    by default."""
+    if settings.metrics:
+        check_metric_names(settings.metrics)
+        return [name for name in METRICS if name in settings.metrics]
+    return [name for name, metric in METRICS.items() if metric.by_default]
 
 
 def check_metric_names(names: Iterable[str]) -> None:

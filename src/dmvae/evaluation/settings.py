@@ -15,11 +15,14 @@ STYLES = ("prior", "posterior")
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """How to evaluate a run. `metrics=None` (or empty) means every registered metric; the
+    """How to evaluate a run. `metrics=None` (or empty) means every registered metric that
+    runs by default (`Metric.by_default`: all but the log-likelihoods); the
     names are checked against the registry when the evaluation is scheduled, before the run is
     loaded (`registry.check_metric_names`). `style=None` the model's default,
     `all_subsets=None` every subset for more than two modalities; `max_test` / `num_real` None:
-    the whole test set. `experiment` replaces the run's experiment name (one registered in
+    the whole test set. `loglik_samples` is K, the importance samples per test tuple of the
+    log-likelihoods, which average over `loglik_test` tuples (None: all that `max_test` keeps).
+    `experiment` replaces the run's experiment name (one registered in
     Python, named as "module:attribute"); `data_root` and `data` override where the data are
     and how they are scored (`load_run`), e.g. data={"classifiers": {"image": "cnn"}}.
     """
@@ -36,6 +39,8 @@ class EvalSettings:
     style: str | None = None
     with_style: bool = False
     all_subsets: bool | None = None
+    loglik_samples: int = 1000
+    loglik_test: int | None = None
     seed: int = 0
     progress: bool = True
 
@@ -48,6 +53,8 @@ class EvalSettings:
         _count("batch_size", self.batch_size, 1)
         _count("max_test", self.max_test, 1, optional=True)
         _count("num_real", self.num_real, 2, optional=True)
+        _count("loglik_samples", self.loglik_samples, 1)
+        _count("loglik_test", self.loglik_test, 1, optional=True)
 
 
 def check_choice(name: str, values: Sequence[Any], valid: Sequence[Any]) -> None:

@@ -17,7 +17,7 @@ from dmvae import remote
 from dmvae.errors import ConfigError, DmvaeError
 from dmvae.evaluation import metrics_file
 from dmvae.evaluation.context import EvalContext, build_context
-from dmvae.evaluation.registry import METRICS, check_metric_names, lacking
+from dmvae.evaluation.registry import METRICS, check_metric_names, lacking, wanted_metrics
 from dmvae.evaluation.settings import EvalSettings
 from dmvae.tracking import Loggers, LogSite, flat_numbers, open_loggers
 from dmvae.training.rundir import evaluation_lock
@@ -29,11 +29,10 @@ GMM = "gmm"
 
 
 def schedule(settings: EvalSettings, gmm_path: Path) -> list[str]:
-    """The metrics to run, in registry order (`settings.metrics`, or all): a metric that needs
-    the GMM brings "gmm" along unless a GMM is saved, and distances are dropped with
-    `fid_features="none"`. Unknown names are a ConfigError."""
-    wanted = set(settings.metrics or METRICS)
-    check_metric_names(sorted(wanted))
+    """The metrics to run, in registry order (`settings.metrics`, or those that run by
+    default): a metric that needs the GMM brings "gmm" along unless a GMM is saved, and
+    distances are dropped with `fid_features="none"`. Unknown names are a ConfigError."""
+    wanted = set(wanted_metrics(settings))
     if any(METRICS[m].needs.gmm for m in wanted) and not gmm_path.exists():
         wanted.add(GMM)
     if settings.fid_features == "none":

@@ -195,7 +195,7 @@ class TensorExperiment(Experiment):
     """An experiment over data you already hold as `MultimodalData` (or tensors: see
     `MultimodalData.from_tensors`).
 
-    `likelihoods`: per modality a `Likelihood` or a kind ("laplace", "bernoulli"); default
+    `likelihoods`: per modality a `Likelihood` or a kind ("laplace", "normal", "bernoulli"); default
     Laplace with the run's `train.likelihood_scale`. `networks(latent_dim)` returns your
     encoders and decoders; default `default_networks`. `classifiers`: per modality a network
     from a batch to class logits (docs/own-data.md, "Classifiers"), "module:attribute", or "cnn"
@@ -272,8 +272,8 @@ class FolderData(MissingModalities):
     where the sample has it. `path` is stored absolute, so a run evaluates from any folder
     (`dmvae evaluate --data-root` points it elsewhere). `missing_rate` drops more at random
     from the training split (`MissingModalities`).
-    `likelihoods` maps modality names to "laplace" (default) or "bernoulli"; `noise_std` adds
-    N(0, std^2) noise to encoder inputs; `classifiers` maps modality names to
+    `likelihoods` maps modality names to "laplace" (default), "normal" or "bernoulli";
+    `noise_std` adds N(0, std^2) noise to encoder inputs; `classifiers` maps modality names to
     "module:attribute" or "cnn" (see `resolve_classifiers`), for coherence."""
 
     path: str = ""

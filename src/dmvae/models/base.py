@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch, encoder_input
 from dmvae.data.signature import Signature
+from dmvae.densities import Density, Factorised
 from dmvae.errors import ConfigError, DataError
 
 Style = Literal["prior", "posterior"]
@@ -380,14 +381,30 @@ class MultimodalVAE(nn.Module, metaclass=abc.ABCMeta):
             )
 
     def prior_sampler(self) -> ContentSampler:
-        """Samples of the shared latent from the model's prior."""
-        dim = self.shared_dim
+        """Samples [n, shared_dim] of the shared latent from the model's prior."""
+        return self.shared_prior().sample
 
-        def sample(n: int, generator: torch.Generator | None = None) -> Tensor:
-            device = next(self.parameters()).device
-            return torch.randn(n, dim, generator=generator, device=device)
+    # ------------------------------------------------ densities, for log-likelihoods
+    def shared_prior(self) -> Density:
+        """p(z) of the shared latent: N(0, I) unless a model says otherwise."""
+        return Factorised.standard_normal(self.shared_dim, next(self.parameters()))
 
-        return sample
+    def shared_posterior(self, inputs: Mapping[str, Tensor], names: Sequence[str]) -> Density:
+        """q(z | x_names), the proposal of importance-sampled log-likelihoods: the Gaussian that
+        `encode` returns, unless the model's posterior is a mixture (MMVAE, MoPoE, MMVAE+)."""
+        mu, logvar = self.encode(dict(inputs), self.check_subset(names))
+        return Factorised.normal(mu, logvar)
+
+    def decoder_latents(
+        self,
+        inputs: Mapping[str, Tensor],
+        target: str,
+        shared: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """What decoder `target` takes for shared samples [k, B, D], and log p(u) - log q(u) [k, B]
+        of any latent u of its own drawn here (none in a model with one shared latent: 0)."""
+        return shared, shared.new_zeros(shared.shape[:2])
 
 
 class GaussianPosteriorVAE(MultimodalVAE):
@@ -435,17 +452,38 @@ class SharedPrivateVAE(MultimodalVAE):
     draws the shared latent by the model's own rule and each target's style from its prior,
     its own posterior, or as given, here once for both.
 
-    Subclasses set `style_dim` and implement `conditional_latents`; they override
-    `style_prior_sample` and `prior_sampler` when their priors are not N(0, I).
+    Subclasses set `style_dim` and implement `conditional_latents` and `style_posterior`; they
+    override `style_prior` and `shared_prior` when their priors are not N(0, I).
     """
 
     has_style = True
 
+    def style_prior(self, modality: str) -> Density:
+        """p(w_m) of a modality's style: N(0, I) unless a model says otherwise."""
+        return Factorised.standard_normal(self.style_dim, next(self.parameters()))
+
     def style_prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """`n` draws [n, style_dim] of one modality's style from its prior (N(0, I) here);
-        sample grids fix one such style per row."""
-        device = next(self.parameters()).device
-        return torch.randn(n, self.style_dim, generator=generator, device=device)
+        """`n` draws [n, style_dim] of one modality's style from its prior (every modality's
+        style prior is the same in DMVAE and MMVAE+); sample grids fix one such style per row."""
+        return self.style_prior(self.modalities[0]).sample(n, generator)
+
+    @abc.abstractmethod
+    def style_posterior(self, inputs: Mapping[str, Tensor], modality: str) -> Density:
+        """q(w_m | x_m) of one modality's style."""
+
+    def decoder_latents(
+        self,
+        inputs: Mapping[str, Tensor],
+        target: str,
+        shared: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """concat(w_t, z) with the target's style drawn from its own posterior q(w_t | x_t) and
+        weighted by p(w_t) / q(w_t | x_t): the style is marginalised by importance sampling,
+        since the modalities a likelihood conditions on say nothing of it."""
+        q = self.style_posterior(inputs, target)
+        w = q.sample(shared.shape[0], generator)
+        return torch.cat([w, shared], dim=-1), self.style_prior(target).log_prob(w) - q.log_prob(w)
 
     @abc.abstractmethod
     def conditional_latents(

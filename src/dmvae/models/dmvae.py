@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
+from dmvae.densities import Density, Factorised
 from dmvae.devices import adam, to_device
 from dmvae.distributed import gather_batch
 from dmvae.models.base import AuxiliaryUpdate, SharedPrivateVAE, StyleOf
@@ -172,6 +173,10 @@ class DMVAE(SharedPrivateVAE):
     ) -> tuple[Tensor, Tensor]:
         names = self.check_subset(subset)
         return self._content_poe(self._encode_each(inputs, names), names, None)
+
+    def style_posterior(self, inputs: Mapping[str, Tensor], modality: str) -> Density:
+        s_mu, s_logvar = self._encode_each(inputs, [modality])[modality][:2]
+        return Factorised.normal(s_mu, s_logvar)
 
     def embed(
         self,

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
-from dmvae.models.base import AuxiliaryUpdate, ContentSampler, MultimodalVAE, Style
+from dmvae.densities import LAPLACE, Density, Factorised, Mixture
+from dmvae.models.base import AuxiliaryUpdate, MultimodalVAE, Style
 from dmvae.models.registry import ModelSpec, Preset, register_model
 
 
@@ -43,7 +43,7 @@ class MMVAEConfig:
 
 def laplace_scale(raw: Tensor) -> Tensor:
     """The official MMVAE parameterisation: softmax over dimensions times D, plus a floor."""
-    return F.softmax(raw, dim=-1) * raw.shape[-1] + 1e-6
+    return LAPLACE.scale(raw, 1e-6)
 
 
 class MMVAE(MultimodalVAE):
@@ -129,12 +129,13 @@ class MMVAE(MultimodalVAE):
         terms["loss"] = -(objective * weight).sum(0).mean()
         return terms
 
-    def prior_sampler(self) -> ContentSampler:
-        def sample(n: int, generator: torch.Generator | None = None) -> Tensor:
-            scale = self.prior_scale()
-            return obj.laplace_rsample(torch.zeros_like(scale), scale, n, generator)
+    def shared_prior(self) -> Density:
+        scale = self.prior_scale()
+        return Factorised(LAPLACE, torch.zeros_like(scale), scale)
 
-        return sample
+    def shared_posterior(self, inputs: Mapping[str, Tensor], names: Sequence[str]) -> Density:
+        """The uniform mixture of the experts in `names`."""
+        return Mixture(LAPLACE, *self._posteriors(inputs, self.check_subset(names)))
 
     def conditional_generate(
         self,

@@ -15,19 +15,18 @@ docs/protocol.md, "MMVAE+".
 
 from __future__ import annotations
 
-import abc
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
-from dmvae.models.base import AuxiliaryUpdate, ContentSampler, SharedPrivateVAE, StyleOf
+from dmvae.densities import FAMILIES, Density, Factorised, Mixture
+from dmvae.models.base import AuxiliaryUpdate, SharedPrivateVAE, StyleOf
 from dmvae.models.registry import ModelSpec, Preset, register_model
 
 ETA = 1e-6  # the official floor on posterior scales (utils.Constants.eta)
@@ -71,70 +70,6 @@ class MMVAEPlusConfig:
     def latent_dim(self) -> int:
         """Width of each encoder's output and each decoder's input: style, then shared."""
         return self.style_dim + self.shared_dim
-
-
-class Family(abc.ABC):
-    """Log-density, reparameterised samples and scale parameterisation of one distribution
-    family (`distribution`); one instance per model."""
-
-    @abc.abstractmethod
-    def scale(self, raw: Tensor, floor: float = 0.0) -> Tensor:
-        """Positive scales from unconstrained `raw` (normalised over its last dimension or not)."""
-
-    @abc.abstractmethod
-    def log_prob(self, x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
-        """Elementwise log-density of `x`."""
-
-    @abc.abstractmethod
-    def variance(self, scale: Tensor) -> Tensor:
-        """Elementwise variance (for the mixture's moments in `encode`)."""
-
-    @abc.abstractmethod
-    def rsample(
-        self, loc: Tensor, scale: Tensor, k: int, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """`k` samples [k, *loc.shape] that keep gradients to loc and scale."""
-
-
-class LaplaceFamily(Family):
-    """The official family: scales softmax(raw) * D, which keeps their mean at 1."""
-
-    def scale(self, raw: Tensor, floor: float = 0.0) -> Tensor:
-        return F.softmax(raw, dim=-1) * raw.shape[-1] + floor
-
-    def log_prob(self, x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
-        return obj.laplace_log_prob(x, loc, scale)
-
-    def variance(self, scale: Tensor) -> Tensor:
-        return 2 * scale.pow(2)
-
-    def rsample(
-        self, loc: Tensor, scale: Tensor, k: int, generator: torch.Generator | None = None
-    ) -> Tensor:
-        return obj.laplace_rsample(loc, scale, k, generator)
-
-
-class NormalFamily(Family):
-    """The release's commented-out alternative: Gaussians with scales softplus(raw)."""
-
-    def scale(self, raw: Tensor, floor: float = 0.0) -> Tensor:
-        return F.softplus(raw) + floor
-
-    def log_prob(self, x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
-        return obj.gaussian_log_prob(x, loc, 2 * torch.log(scale))
-
-    def variance(self, scale: Tensor) -> Tensor:
-        return scale.pow(2)
-
-    def rsample(
-        self, loc: Tensor, scale: Tensor, k: int, generator: torch.Generator | None = None
-    ) -> Tensor:
-        eps = torch.randn((k, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype)
-        return loc + scale * eps
-
-
-FAMILIES: dict[str, type[Family]] = {"laplace": LaplaceFamily, "normal": NormalFamily}
-"""The `distribution` choices by name."""
 
 
 class MMVAEPlus(SharedPrivateVAE):
@@ -306,21 +241,22 @@ class MMVAEPlus(SharedPrivateVAE):
                 terms[f"cross/{m}"] = -cross
         return total, terms
 
-    def _prior_sample(
-        self, part: slice, n: int, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """`n` samples of the prior's `part` (style or shared dimensions)."""
-        scale = self.prior_scale()[part]
-        return self.family.rsample(torch.zeros_like(scale), scale, n, generator)
+    def shared_prior(self) -> Density:
+        scale = self.prior_scale()[self.style_dim :]
+        return Factorised(self.family, torch.zeros_like(scale), scale)
 
-    def style_prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        return self._prior_sample(slice(0, self.style_dim), n, generator)
+    def style_prior(self, modality: str) -> Density:
+        scale = self.prior_scale()[: self.style_dim]
+        return Factorised(self.family, torch.zeros_like(scale), scale)
 
-    def prior_sampler(self) -> ContentSampler:
-        def sample(n: int, generator: torch.Generator | None = None) -> Tensor:
-            return self._prior_sample(slice(self.style_dim, None), n, generator)
+    def shared_posterior(self, inputs: Mapping[str, Tensor], names: Sequence[str]) -> Density:
+        """The uniform mixture of the experts' z posteriors in `names`."""
+        loc, scale = self._posteriors(inputs, self.check_subset(names))
+        return Mixture(self.family, loc[..., self.style_dim :], scale[..., self.style_dim :])
 
-        return sample
+    def style_posterior(self, inputs: Mapping[str, Tensor], modality: str) -> Density:
+        loc, scale = self._posteriors(inputs, [modality])
+        return Factorised(self.family, loc[0, :, : self.style_dim], scale[0, :, : self.style_dim])
 
     def conditional_latents(
         self,

@@ -12,7 +12,7 @@ With missing modalities a sample's mixture runs over the subsets it fully observ
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +20,7 @@ from torch import Tensor
 
 from dmvae import objectives as obj
 from dmvae.data.batch import Batch
+from dmvae.densities import NORMAL, Density, Mixture
 from dmvae.models.base import AuxiliaryUpdate, GaussianPosteriorVAE
 from dmvae.models.registry import ModelSpec, Preset, register_model
 
@@ -103,6 +104,16 @@ class MoPoE(GaussianPosteriorVAE):
         mu, logvar = self.stack_experts(inputs, names)
         full = set(names) == set(self.modalities) and self.config.joint_prior_expert
         return obj.product_of_experts(mu, logvar, None, prior_expert=full)
+
+    def shared_posterior(self, inputs: Mapping[str, Tensor], names: Sequence[str]) -> Density:
+        """MoPoE's posterior given `names`: the uniform mixture of the products of every
+        non-empty subset of them (with the prior expert in the full set's, as `encode`)."""
+        names = self.check_subset(names)
+        mu, logvar = self.stack_experts(inputs, names)
+        full = set(names) == set(self.modalities) and self.config.joint_prior_expert
+        subsets = all_subsets(len(names), mu.device)
+        loc, logvar = subset_posteriors(mu, logvar, subsets, full)
+        return Mixture(NORMAL, loc, torch.exp(0.5 * logvar))
 
     def loss(
         self,

@@ -101,4 +101,6 @@ def evaluation_settings(experiment: str, budget: str) -> dict[str, Any]:
     }
     if budget == "quick" and layout.quick_max_test is not None:
         settings["max_test"] = layout.quick_max_test
+    if budget == "quick" and layout.quick_loglik_test is not None:
+        settings["loglik_test"] = layout.quick_loglik_test
     return settings

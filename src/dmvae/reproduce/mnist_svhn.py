@@ -19,7 +19,7 @@ def _rows(key: str, label: str, names: tuple[str, ...]) -> list[tuple[str, str]]
     return [(key.format(name), label.format(_PAPER_NAMES[name])) for name in names]
 
 
-# title -> (scale, rows): percentages for Table 1, distances as they are for Tables 2 and 3.
+# title -> (scale, rows): percentages for Table 1, distances and log-likelihoods as they are.
 MNIST_SVHN_TABLES: dict[str, tuple[float, list[tuple[str, str]]]] = {
     "Table 1: latent accuracy and coherence (%)": (
         100,
@@ -43,6 +43,14 @@ MNIST_SVHN_TABLES: dict[str, tuple[float, list[tuple[str, str]]]] = {
         1,
         _rows("fid/unconditional_gmm/{}", "unconditional {} (GMM)", _SINGLE),
     ),
+    "Test log-likelihoods (nats per pair; the MMVAE paper's measure, not in the DMVAE paper)": (
+        1,
+        [
+            ("loglik/joint", "log p(x1, x2)"),
+            ("loglik/svhn->mnist", "log p(x1 | x2)"),
+            ("loglik/mnist->svhn", "log p(x2 | x1)"),
+        ],
+    ),
 }
 
 # The paper's column order.
@@ -56,6 +64,8 @@ def _get(metrics: dict, key: str) -> float | None:
         return metrics.get("coherence", {}).get(name)
     if group == "joint":
         return metrics.get("joint_coherence", {}).get(name)
+    if group == "loglik" and name != "joint":
+        return metrics.get("loglik", {}).get("conditional", {}).get(name)
     return metrics.get(group, {}).get(name)
 
 

@@ -12,15 +12,16 @@ from dmvae.reproduce.summary import MODELS_ORDER, Results, fid_name, fmt, report
 Series = dict[str, dict[int, dict[str, list[float]]]]
 """model -> M -> series key -> values over seeds."""
 
-SERIES = ("coherence", "cross", "fid", "probe_all", "probe_one", "style")
+SERIES = ("coherence", "cross", "fid", "probe_all", "probe_one", "style", "joint_ll", "loo_ll")
 
 
 def paired_mnist_series(results: Results) -> Series:
     """model -> M -> metric -> values over seeds: leave-one-out coherence, coherence from a
     single modality (mean over those maps), class-specific distance ("coherence", "cross",
     "fid") and linear probes of the shared latent given all modalities
-    ("probe_all"), given one (mean over modalities, "probe_one"), and of one modality's style
-    ("style", DMVAE)."""
+    ("probe_all"), given one (mean over modalities, "probe_one"), of one modality's style
+    ("style", DMVAE), and the test log-likelihoods log p(X) and log p(x_m | the others), mean
+    over m ("joint_ll", "loo_ll")."""
     series: Series = {}
     for cell, metrics in sorted(results.items(), key=lambda kv: kv[0].seed):
         entry = series.setdefault(cell.model, {}).setdefault(
@@ -33,6 +34,8 @@ def paired_mnist_series(results: Results) -> Series:
             "probe_all": metrics.get("latent", {}).get("all"),
             "probe_one": _mean_over_modalities(metrics.get("latent", {})),
             "style": _mean_over_modalities(metrics.get("latent_style", {})),
+            "joint_ll": metrics.get("loglik", {}).get("joint"),
+            "loo_ll": metrics.get("loglik", {}).get("leave_one_out_mean"),
         }
         for key, value in values.items():
             if value is not None:
@@ -113,6 +116,26 @@ def _probe_columns(series: Series, models: list[str]) -> list[tuple[str, str, st
     ]
 
 
+def _loglik_section(series: Series, ms: list[int], models: list[str]) -> list[str]:
+    """Test log-likelihoods (not in the DMVAE paper; the MMVAE and MoPoE papers' measure)."""
+    with_ll = [m for m in models if any(series[m][k]["joint_ll"] for k in series[m])]
+    if not with_ll:
+        return []
+    lines = ["", "## Test log-likelihoods (nats per tuple), median over seeds", ""]
+    lines += [
+        "Importance-sampled with K samples per tuple on the provenance's test tuples "
+        '(docs/protocol.md, "Test log-likelihoods"); each model under its own decoder '
+        "likelihood (the Laplace scales differ: compare within a scale).",
+        "",
+    ]
+    columns = [
+        (m, key, f"{model_title(m)} {label}")
+        for m in with_ll
+        for key, label in (("joint_ll", "log p(X)"), ("loo_ll", "log p(x_m | rest)"))
+    ]
+    return lines + _series_table(series, ms, columns)
+
+
 def paired_mnist_report(results: Results, header: str) -> str:
     """The report's body: the series of Figure 3 as tables, probes, and the paper's findings."""
     series = paired_mnist_series(results)
@@ -139,6 +162,7 @@ def paired_mnist_report(results: Results, header: str) -> str:
             "",
         ]
         lines += _series_table(series, ms, columns, 100)
+    lines += _loglik_section(series, ms, models)
     lines += ["", "## The paper's findings (Figure 3) against ours", ""]
     lines += paired_mnist_claims(series) or ["- Too few complete cells to compare."]
     return "\n".join(lines) + "\n"

@@ -24,6 +24,8 @@ def _values(metrics: dict) -> dict[str, float | None]:
         "probe_all": lat.get("all"),
         "probe_one": statistics.mean(one) if one else None,
         "fd": metrics.get("fid", {}).get("class_conditional_leave_one_out_mean"),
+        "joint_ll": metrics.get("loglik", {}).get("joint"),
+        "loo_ll": metrics.get("loglik", {}).get("leave_one_out_mean"),
     }
 
 
@@ -42,6 +44,8 @@ def polymnist_report(results: Results, header: str) -> str:
         ("probe_all", "probe, all given (%)", 100),
         ("probe_one", "probe, one given (%)", 100),
         ("fd", "class-specific FD (LOO mean)", 1),
+        ("joint_ll", "log p(X) (nats)", 1),
+        ("loo_ll", "log p(x_m | rest) (nats)", 1),
     ]
     rows = [
         [model_title(m), *(fmt(per_model[m].get(key, []), scale) for key, _, scale in columns)]
@@ -51,7 +55,10 @@ def polymnist_report(results: Results, header: str) -> str:
     lines += [
         "Coherence from k: mean over every map from k given modalities to each other one (the "
         "MoPoE paper's PolyMNIST plot); probes: linear digit probes of the shared latent given "
-        "all modalities, or one (mean over modalities). Median ± std over seeds.",
+        "all modalities, or one (mean over modalities); log-likelihoods: importance-sampled "
+        "test log p(X) and log p(x_m | the others), mean over m, each under the model's own "
+        'decoder likelihood (docs/protocol.md, "Test log-likelihoods"). Median ± std over '
+        "seeds.",
         "",
     ]
     lines += table(["model", *(label for _, label, _ in columns)], rows)

@@ -3,6 +3,7 @@ the report after each one, so that an interrupted grid resumes and reports what 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -12,6 +13,8 @@ from typing import Any
 
 from dmvae.devices import resolve_device
 from dmvae.errors import ConfigError, DmvaeError
+from dmvae.evaluation import metrics_file
+from dmvae.evaluation.settings import EvalSettings
 from dmvae.evaluation.suite import evaluate_run
 from dmvae.files import atomic_path
 from dmvae.reproduce.cells import Cell, cell_config, evaluation_settings, grid
@@ -32,7 +35,8 @@ def run_cell(
     evaluation: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train (or resume) and evaluate one cell unless its metrics already exist."""
+    """Train (or resume) and evaluate one cell; a trained cell computes only the metrics its
+    eval/metrics.json lacks or holds from other settings (`metrics_file.outdated`)."""
     config = cell_config(cell, budget, out, overrides)
     config = config.override({"train.device": device, "train.progress": progress})
     run_dir = cell.run_dir(out)
@@ -42,20 +46,24 @@ def run_cell(
             "--out or the settings it was started with"
         )
     metrics_path = run_dir / "eval" / "metrics.json"
-    if metrics_path.exists():
-        return json.loads(metrics_path.read_text())
-    start = time.perf_counter()
-    started = (run_dir / CHECKPOINT).exists()  # a cell without a checkpoint starts afresh
-    train(config, resume=started, overwrite=not started)
-    train_seconds = time.perf_counter() - start
-    settings = {**evaluation_settings(cell.experiment, budget), **(evaluation or {})}
-    metrics = evaluate_run(
-        run_dir, device=resolve_device(device), progress=progress, seed=cell.seed, **settings
-    )
-    metrics["train_seconds"] = round(train_seconds, 1)
-    metrics["budget"] = budget
-    with atomic_path(metrics_path) as tmp:  # what evaluate_run wrote, and these two keys
-        tmp.write_text(json.dumps(metrics, indent=2))
+    wanted = {**evaluation_settings(cell.experiment, budget), **(evaluation or {})}
+    settings = EvalSettings(**wanted, seed=cell.seed, progress=progress)
+    old = metrics_file.read_metrics(metrics_path)
+    pending = metrics_file.outdated(old, settings)
+    if old and not pending:
+        return old
+    extra = {}
+    if not old:  # trained and scored together; a scored cell was trained before
+        start = time.perf_counter()
+        started = (run_dir / CHECKPOINT).exists()  # a cell without a checkpoint starts afresh
+        train(config, resume=started, overwrite=not started)
+        extra = {"train_seconds": round(time.perf_counter() - start, 1), "budget": budget}
+    now = dataclasses.replace(settings, metrics=pending)
+    metrics = evaluate_run(run_dir, settings=now, device=resolve_device(device))
+    if extra:
+        metrics.update(extra)
+        with atomic_path(metrics_path) as tmp:  # what evaluate_run wrote, and these two keys
+            tmp.write_text(json.dumps(metrics, indent=2))
     return metrics
 
 

@@ -119,3 +119,27 @@ def test_a_metric_needs_what_it_declares_and_owns_its_entries(tmp_path, monkeypa
         unregister_metric("styled")
     with pytest.raises(ConfigError, match="unknown metric 'styled'"):
         suite.evaluate_run(tmp_path, metrics=["styled"])
+
+
+def test_outdated_names_the_metrics_an_evaluation_must_compute(tmp_path, monkeypatch, own_metric):
+    """What reproduce recomputes in a scored cell: a metric without results, with stale ones,
+    or with results of another seed or setting; a resolved setting left None matches."""
+    from dmvae.evaluation.metrics_file import outdated
+    from dmvae.evaluation.settings import EvalSettings
+
+    monkeypatch.setattr(suite, "build_context", toy_context)
+    settings = EvalSettings(metrics=["spread", "coherence"], num_samples=100, progress=False)
+    assert outdated({}, settings) == ["coherence", "spread"]
+    done = suite.evaluate_run(tmp_path, settings=settings)  # coherence: skipped, no classifier
+    assert outdated(done, settings) == ["coherence"]
+    assert outdated(done, EvalSettings(metrics=["spread"], num_samples=100)) == []
+    assert outdated(done, EvalSettings(metrics=["spread"], num_samples=200)) == ["spread"]
+    assert outdated(done, EvalSettings(metrics=["spread"], num_samples=100, seed=1)) == ["spread"]
+    done["provenance"]["spread"]["stale"] = True
+    assert outdated(done, EvalSettings(metrics=["spread"], num_samples=100)) == ["spread"]
+    # `style` resolves per model: None asks for the model's default, whatever it resolved to
+    record = {"step": 3, "seed": 0, "settings": {"style": "prior", "max_test": None}}
+    old = {"provenance": {"grids": record}}
+    assert outdated(old, EvalSettings(metrics=["grids"])) == []
+    assert outdated(old, EvalSettings(metrics=["grids"], style="posterior")) == ["grids"]
+    assert outdated(old, EvalSettings(metrics=["grids"], max_test=50)) == ["grids"]

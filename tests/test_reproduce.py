@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
@@ -16,6 +17,7 @@ from dmvae.evaluation import classifiers as clf
 from dmvae.markdown import table
 
 TINY = ["--set", "max_steps=2", "--set", "batch_size=32", "--max-test", "200"]
+TINY += ["--loglik-samples", "4"]  # K: the estimator, not its cost, is what these runs test
 
 
 def test_grid_order_budget_and_overrides(tmp_path):
@@ -79,6 +81,16 @@ def test_paired_mnist_grid_runs_resumes_and_extends(tmp_path, mnist_root, quick_
     }
 
     done = out / "M2" / "dmvae" / "seed0" / "eval" / "metrics.json"
+    assert dmvae["provenance"]["loglik"]["settings"]["loglik_samples"] == 4
+    assert math.isfinite(dmvae["loglik"]["leave_one_out_mean"]) and "Test log-likelihoods" in report
+    # A cell scored before a metric joined the layout computes that metric alone.
+    del dmvae["loglik"], dmvae["provenance"]["loglik"]
+    done.write_text(json.dumps(dmvae))
+    assert main(args) == 0
+    again = json.loads(done.read_text())
+    assert again["provenance"]["coherence"] == dmvae["provenance"]["coherence"]
+    assert again["provenance"]["loglik"]["after"] == [] and "joint" in again["loglik"]
+    assert again["train_seconds"] == dmvae["train_seconds"]
     stamp = done.stat().st_mtime_ns
     extra = ["--models", "mvae", "--modalities", "2", "--seeds", "0", "1"]
     assert main(args + extra) == 0

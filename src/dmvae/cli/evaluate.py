@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dmvae.cli import options
-
-if TYPE_CHECKING:
-    from dmvae.evaluation.settings import EvalSettings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from dmvae.evaluation.registry import METRICS
-    from dmvae.evaluation.settings import EvalSettings
 
-    default = EvalSettings()  # the defaults live in EvalSettings alone
     p = sub.add_parser(
         "evaluate",
         help="evaluate a trained run (coherence, latent, GMM, FID)",
@@ -44,90 +38,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=METRICS,
         metavar="METRIC",
         help=f"the metrics to compute, of {', '.join(METRICS)}; they run in this order "
-        "(default: all)",
+        f"(default: {' '.join(n for n, m in METRICS.items() if m.by_default)})",
     )
-    add_scoring_options(p, default)
-    add_data_options(p, default)
+    add_scoring_options(p)
+    add_data_options(p)
     options.add_no_progress(p)
     p.set_defaults(func=run)
 
 
-def add_scoring_options(p: argparse.ArgumentParser, default: EvalSettings) -> None:
+SCORING = ("num_samples", "fid_features", "max_test", "num_real", "style", "with_style")
+SCORING += ("batch_size", "loglik_samples", "loglik_test")
+"""The `EvalSettings` fields offered as flags of how the metrics are computed."""
+
+
+def add_scoring_options(p: argparse.ArgumentParser) -> None:
     """How the metrics are computed: sample counts, distances, styles, batches."""
-    from dmvae.evaluation.settings import FID_FEATURES, STYLES
+    from dmvae.evaluation.settings import EvalSettings
 
-    p.add_argument(
-        "--num-samples",
-        type=int,
-        metavar="N",
-        default=default.num_samples,
-        help="generated images per FID (default: %(default)s)",
-    )
-    p.add_argument(
-        "--fid",
-        choices=FID_FEATURES,
-        default=default.fid_features,
-        help="Inception FID (needs dmvae[fid]), the quick classifier-feature FD, or none "
-        "(default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-test",
-        type=int,
-        metavar="N",
-        default=default.max_test,
-        help="evaluate on a seeded subset of N test samples (default: the whole test set)",
-    )
-    p.add_argument(
-        "--num-real",
-        type=int,
-        metavar="N",
-        default=default.num_real,
-        help="FID reference images per data set (default: the whole test set)",
-    )
-    p.add_argument(
-        "--style",
-        choices=STYLES,
-        default=default.style,
-        help="style of conditional samples (default: prior for DMVAE, posterior for baselines)",
-    )
-    p.add_argument(
-        "--with-style",
-        action="store_true",
-        help="DMVAE's latent probe classifies content and style together (default: content alone)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        metavar="N",
-        default=default.batch_size,
-        help="test samples per batch when scoring coherence (default: %(default)s)",
-    )
+    options.add_setting_flags(p, EvalSettings, SCORING)
 
 
-def add_data_options(p: argparse.ArgumentParser, default: EvalSettings) -> None:
+def add_data_options(p: argparse.ArgumentParser) -> None:
     """Where the run computes and finds its data and experiment, its seed, and a running run."""
+    from dmvae.evaluation.settings import EvalSettings
+
     options.add_device(p, "auto")
     options.add_data_root(p, "the folder the run was trained on; the folder experiment's data.path")
-    p.add_argument(
-        "--experiment",
-        metavar="NAME",
-        help="the experiment object of a run trained from Python on an experiment registered "
-        "there, as 'package.module:attribute' or 'file.py:attribute' (default: the name in "
-        "config.json)",
-    )
+    options.add_setting_flags(p, EvalSettings, ("experiment", "seed"))
     options.add_set(
         p,
         "override where the data are and how they are scored, e.g. --set "
         '\'data.classifiers={"image": "cnn"}\' or --set data.path=DIR; repeatable '
         "(default: the run's config.json)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        metavar="N",
-        default=default.seed,
-        help="the evaluation's random seed: samples, test subset, probes and GMM "
-        "(default: %(default)s)",
     )
     p.add_argument(
         "--allow-running",
@@ -155,18 +97,10 @@ def run(args: argparse.Namespace) -> int:
             )
         data[name] = value
     settings = EvalSettings(
-        experiment=args.experiment,
+        **options.setting_values(args, (*SCORING, "experiment", "seed")),
         data=data,
         metrics=args.metrics,
-        num_samples=args.num_samples,
-        fid_features=args.fid,
-        batch_size=args.batch_size,
         data_root=args.data_root,
-        max_test=args.max_test,
-        num_real=args.num_real,
-        style=args.style,
-        with_style=args.with_style,
-        seed=args.seed,
         progress=not args.no_progress,
     )
     run_dir = local_copy(args, data)  # after the settings: a bad one fails before a download

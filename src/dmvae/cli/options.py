@@ -5,8 +5,10 @@ function's signature), never written here a second time."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
@@ -137,3 +139,45 @@ def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
         action="store_true",
         help=f"replace {what} (default: refuse)",
     )
+
+
+def add_setting_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    names: Sequence[str],
+    defaults: Mapping[str, str] | None = None,
+) -> None:
+    """A flag per named field of the settings dataclass `cls`, built from the field's "cli"
+    metadata (`evaluation.settings.flag`): the destination is the field's name, the type its
+    annotation's, the default the field's. `defaults` gives a field the default None instead,
+    with the text the help shows for it (the command then decides the value)."""
+    from dmvae.settings import field_types
+
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    types = field_types(cls)
+    for name in names:
+        meta, default = fields[name].metadata["cli"], fields[name].default
+        shown = meta["none"] if meta["none"] is not None else default
+        if defaults and name in defaults:
+            default, shown = None, defaults[name]
+        flag = meta["flag"] or f"--{name.replace('_', '-')}"
+        help = f"{meta['help']} (default: {shown})"
+        if types[name] is bool:
+            parser.add_argument(flag, dest=name, action="store_true", help=help)
+            continue
+        kind = next((t for t in typing.get_args(types[name]) if t is not type(None)), types[name])
+        parser.add_argument(
+            flag,
+            dest=name,
+            type=kind,
+            default=default,
+            choices=meta["choices"],
+            metavar=meta["metavar"] if meta["choices"] is None else None,
+            help=help,
+        )
+
+
+def setting_values(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The values the flags of `add_setting_flags` parsed, by field name; None (a command's
+    own default) left out."""
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}

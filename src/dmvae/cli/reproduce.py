@@ -72,32 +72,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+EVALUATION = ("fid_features", "num_samples", "max_test", "loglik_samples", "loglik_test")
+"""The `EvalSettings` fields offered as flags of how every cell is evaluated."""
+
+
 def add_evaluation_options(p: argparse.ArgumentParser, experiment: str) -> None:
-    """How every cell is evaluated (the budget's settings unless given)."""
-    from dmvae.evaluation.settings import FID_FEATURES, EvalSettings
+    """How every cell is evaluated: the budget's settings unless given."""
+    from dmvae.evaluation.settings import EvalSettings
     from dmvae.reproduce import BUDGETS
     from dmvae.reproduce.cells import evaluation_settings
+    from dmvae.reproduce.layouts import LAYOUTS
 
-    fid = ", ".join(
-        f"{evaluation_settings(experiment, b)['fid_features']} for {b}" for b in BUDGETS
-    )
-    p.add_argument(
-        "--fid",
-        choices=FID_FEATURES,
-        help=f"features for FIDs (default: {fid})",
-    )
-    p.add_argument(
-        "--num-samples",
-        type=int,
-        metavar="N",
-        help=f"generated images per FID (default: {EvalSettings().num_samples})",
-    )
-    p.add_argument(
-        "--max-test",
-        type=int,
-        metavar="N",
-        help="evaluate on a seeded subset of N test samples (default: the whole test set)",
-    )
+    def per_budget(name: str) -> str:
+        default = getattr(EvalSettings(), name)
+        values = [evaluation_settings(experiment, b).get(name, default) for b in BUDGETS]
+        return ", ".join(f"{v or 'all'} for {b}" for v, b in zip(values, BUDGETS, strict=True))
+
+    quick = [f"{x.quick_max_test} for quick {x.name}" for x in LAYOUTS.values() if x.quick_max_test]
+    budgeted = {
+        "fid_features": per_budget("fid_features"),
+        "max_test": ", ".join([*quick, "else the whole test set"]),
+        "loglik_test": per_budget("loglik_test"),
+    }
+    group = p.add_argument_group("evaluation of every cell")
+    options.add_setting_flags(group, EvalSettings, EVALUATION, budgeted)
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -149,14 +147,7 @@ def run(args: argparse.Namespace) -> int:
     if args.download:
         overrides["data.download"] = True
     overrides.update(parse_assignments(args.set))
-    evaluation: dict[str, Any] = {}
-    for key, value in (
-        ("fid_features", args.fid),
-        ("num_samples", args.num_samples),
-        ("max_test", args.max_test),
-    ):
-        if value is not None:
-            evaluation[key] = value
+    evaluation = options.setting_values(args, EVALUATION)
     from dmvae.data.sources import download_bars
 
     with download_bars(not args.no_progress):

@@ -4,13 +4,30 @@ the run is loaded; its own module because the context and the suite both read it
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dmvae.errors import ConfigError
 
 FID_FEATURES = ("inception", "classifier", "none")
 STYLES = ("prior", "posterior")
+
+
+def flag(
+    default: Any,
+    help: str,
+    *,
+    name: str | None = None,
+    metavar: str | None = "N",
+    choices: Sequence[str] | None = None,
+    none: str | None = None,
+) -> Any:
+    """A settings field that the command line offers as a flag, declared here once: its help
+    sentence, its flag `name` (default: --field-name), `metavar`, `choices`, and how its
+    default reads in the help where the value alone would not say it (`none`). The commands
+    build their flags from this metadata (`cli.options.add_setting_flags`)."""
+    meta = {"help": help, "flag": name, "metavar": metavar, "choices": choices, "none": none}
+    return field(default=default, metadata={"cli": meta})
 
 
 @dataclass(frozen=True)
@@ -28,20 +45,50 @@ class EvalSettings:
     """
 
     metrics: Sequence[str] | None = None
-    num_samples: int = 10000
-    fid_features: str = "inception"
-    batch_size: int = 1000
+    num_samples: int = flag(10000, "generated images per FID")
+    fid_features: str = flag(
+        "inception",
+        "Inception FID (needs dmvae[fid]), the quick classifier-feature FD, or none",
+        name="--fid",
+        choices=FID_FEATURES,
+    )
+    batch_size: int = flag(1000, "test samples per batch of coherence and log-likelihoods")
     data_root: str | None = None
-    experiment: str | None = None
+    experiment: str | None = flag(
+        None,
+        "the experiment object of a run trained from Python on an experiment registered there, "
+        "as 'package.module:attribute' or 'file.py:attribute'",
+        metavar="NAME",
+        none="the name in config.json",
+    )
     data: Mapping[str, Any] | None = None
-    max_test: int | None = None
-    num_real: int | None = None
-    style: str | None = None
-    with_style: bool = False
+    max_test: int | None = flag(
+        None, "evaluate on a seeded subset of N test samples", none="the whole test set"
+    )
+    num_real: int | None = flag(
+        None, "FID reference images per data set", none="the whole test set"
+    )
+    style: str | None = flag(
+        None,
+        "style of conditional samples",
+        choices=STYLES,
+        none="prior for DMVAE, posterior for baselines",
+    )
+    with_style: bool = flag(
+        False,
+        "DMVAE's latent probe classifies content and style together",
+        none="content alone",
+    )
     all_subsets: bool | None = None
-    loglik_samples: int = 1000
-    loglik_test: int | None = None
-    seed: int = 0
+    loglik_samples: int = flag(
+        1000, "K, importance samples per test tuple of the log-likelihoods (metric loglik)"
+    )
+    loglik_test: int | None = flag(
+        None,
+        "the log-likelihoods average over a seeded subset of N test tuples",
+        none="every tuple --max-test keeps",
+    )
+    seed: int = flag(0, "the evaluation's random seed: samples, test subsets, probes and GMM")
     progress: bool = True
 
     def __post_init__(self) -> None:

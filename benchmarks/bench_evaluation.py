@@ -63,7 +63,7 @@ def inception_rate(n: int) -> tuple[float, float] | None:
 @torch.inference_mode()
 def classifier_side_by_side(n: int = 20480) -> None:
     """The digit classifier as evaluation runs it (channels-last) and in the default layout."""
-    from dmvae.evaluation.classifiers import MnistClassifier, _for_inference, predict
+    from dmvae.classifiers import MnistClassifier, _for_inference, predict
 
     layouts = {"channels-last": _for_inference(MnistClassifier())}
     layouts["contiguous"] = MnistClassifier().eval()

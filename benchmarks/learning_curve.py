@@ -17,9 +17,9 @@ import time
 import torch
 from common import build_trainer
 
+from dmvae.classifiers import load_classifier
 from dmvae.config import RunConfig
 from dmvae.data.sources import resolve_data_root
-from dmvae.evaluation.classifiers import load_classifier
 from dmvae.evaluation.scores import content_scores
 from dmvae.objectives import kl_anneal_weight
 from dmvae.settings import parse_assignments

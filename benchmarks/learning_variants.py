@@ -20,9 +20,9 @@ import json
 
 import torch
 
+from dmvae import classifiers as clf
 from dmvae.config import RunConfig
 from dmvae.data.sources import load_mnist, resolve_data_root
-from dmvae.evaluation import classifiers as clf
 from dmvae.evaluation.scores import content_scores
 from dmvae.settings import parse_assignments
 from dmvae.training import train

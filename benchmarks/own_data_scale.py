@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 
 import dmvae
+from dmvae.classifiers import train_classifier
 from dmvae.data import MultimodalData
 from dmvae.data.sources import load_mnist
-from dmvae.evaluation.classifiers import train_classifier
 from dmvae.evaluation.coherence import summarise
 from dmvae.evaluation.scores import probe_and_coherence
 from dmvae.experiments import TensorExperiment

@@ -58,8 +58,8 @@ def quick_classifiers(real_mnist):
     Returns the classifier."""
     from safetensors.torch import save_file
 
+    from dmvae import classifiers as clf
     from dmvae.data.sources import user_cache_dir
-    from dmvae.evaluation import classifiers as clf
 
     x, y = real_mnist[0][:3000], real_mnist[1][:3000]
     model = clf.train_classifier("mnist", x, y, epochs=1, progress=False)

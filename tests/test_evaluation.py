@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from dmvae import classifiers as clf
 from dmvae import nets
 from dmvae.data.batch import MultimodalData
 from dmvae.errors import CheckpointError, ConfigError, DataError, DmvaeError
-from dmvae.evaluation import classifiers as clf
 from dmvae.evaluation import coherence as coh
 from dmvae.evaluation import paper_metrics, suite
 from dmvae.evaluation.context import EvalContext

@@ -1,5 +1,6 @@
-"""The package's modules import one another without a cycle, imports inside functions and
-under TYPE_CHECKING included: a deferred import must not hide one (docs/design.md)."""
+"""The package's modules import one another without a cycle and never from a higher layer
+(docs/design.md lists the layers), imports inside functions and under TYPE_CHECKING included:
+a deferred import must not hide either."""
 
 from __future__ import annotations
 
@@ -31,13 +32,52 @@ def imports(path: Path, modules: set[str]) -> set[str]:
     return {m for m in with_parents if m in modules}
 
 
-def test_no_module_imports_itself_through_others():
+LAYERS = (
+    ("errors", "files", "settings", "objectives", "likelihoods", "densities", "nets"),
+    ("fingerprints", "markdown", "devices", "distributed", "checkpoints", "data"),
+    ("classifiers", "remote", "tracking", "usercode"),
+    ("models", "experiments"),
+    ("config",),
+    ("training",),
+    ("evaluation",),
+    ("hub", "reproduce", "inference"),
+    ("cli", "__main__", ""),
+)
+"""docs/design.md's layers, lowest first; the first three rows are its one foundation layer
+(split for line length). "" is the package's own __init__ (its lazy public API)."""
+LAYER_OF = {name: max(i, 2) if i < 3 else i for i, row in enumerate(LAYERS) for name in row}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each dmvae module -> the dmvae modules it imports (not itself or its own packages)."""
     paths = {module_name(p): p for p in SRC.joinpath("dmvae").rglob("*.py")}
     modules = set(paths)
-    graph = {
+    return {
         m: {d for d in imports(p, modules) if d != m and not m.startswith(d + ".")}
         for m, p in paths.items()
     }
+
+
+def layer(module: str) -> int:
+    """The layer of a dmvae module, by its first name below the package."""
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else ""
+    assert top in LAYER_OF, f"{module} is in no layer: add {top!r} to LAYERS and docs/design.md"
+    return LAYER_OF[top]
+
+
+def test_no_module_imports_a_higher_layer():
+    upward = [
+        f"{m} (layer {layer(m)}) imports {d} (layer {layer(d)})"
+        for m, deps in sorted(import_graph().items())
+        for d in sorted(deps)
+        if d != "dmvae" and layer(d) > layer(m)
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_module_imports_itself_through_others():
+    graph = import_graph()
     state: dict[str, str] = {}  # "open" while on the current path, "done" after
 
     def visit(module: str, path: list[str]) -> None:

@@ -16,9 +16,9 @@ import json
 import pytest
 import torch
 
+from dmvae import classifiers as clf
 from dmvae.config import RunConfig
 from dmvae.data.sources import load_mnist
-from dmvae.evaluation import classifiers as clf
 from dmvae.models.dmvae import STYLE_KL_FLOOR
 from dmvae.training import train
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+from dmvae import classifiers as clf
 from dmvae.cli import main
 from dmvae.data import polymnist
 from dmvae.data.make_polymnist import add_background, assign, make_polymnist
 from dmvae.errors import DataError
-from dmvae.evaluation import classifiers as clf
 
 FLAT = (40, 90, 140, 190, 230)  # one flat grey background per modality: digits stand out
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import fake_svhn
 
+from dmvae import classifiers as clf
 from dmvae import reproduce as rp
 from dmvae.cli import main
 from dmvae.errors import ConfigError
-from dmvae.evaluation import classifiers as clf
 from dmvae.markdown import table
 
 TINY = ["--set", "max_steps=2", "--set", "batch_size=32", "--max-test", "200"]

@@ -9,7 +9,7 @@ from dmvae.cli import options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from dmvae.evaluation import classifiers as clf
+    from dmvae import classifiers as clf
 
     epochs = ", ".join(f"{v['epochs']} for {k}" for k, v in clf.DEFAULTS.items())
     p = sub.add_parser(
@@ -61,8 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dmvae import classifiers as clf
     from dmvae.data.sources import resolve_data_root
-    from dmvae.evaluation import classifiers as clf
 
     root = resolve_data_root(args.data_root)
     if args.action == "show":
@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
 def train_one(args: argparse.Namespace, kind: str, root: Path) -> None:
     """Train and cache one classifier, unless it is cached and --force is not given."""
+    from dmvae import classifiers as clf
     from dmvae.devices import resolve_device
-    from dmvae.evaluation import classifiers as clf
 
     existing = clf.find_classifier(
         clf.classifier_dirs(root), clf.kind_key(kind, root, args.seed, args.download)

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from dmvae.classifiers import predict
 from dmvae.data.batch import MultimodalData
-from dmvae.evaluation.classifiers import predict
 from dmvae.models.base import ContentSampler, MultimodalVAE, Style
 
 

@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from dmvae.checkpoints import read_metadata
+from dmvae.classifiers import accuracy, describe
 from dmvae.config import RunConfig
 from dmvae.data.batch import MultimodalData
 from dmvae.data.sources import user_cache_dir
-from dmvae.evaluation.classifiers import accuracy, describe
 from dmvae.evaluation.density import GMMSampler
 from dmvae.evaluation.report import run_table_of
 from dmvae.evaluation.settings import EvalSettings

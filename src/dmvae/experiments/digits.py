@@ -34,7 +34,7 @@ class DigitExperiment(Experiment):
     ) -> dict[str, nn.Module]:
         """The cached MNIST / SVHN classifier of each modality (trained on first use, with a
         progress bar if `progress`)."""
-        from dmvae.evaluation.classifiers import load_classifier
+        from dmvae.classifiers import load_classifier
 
         kinds = self.classifier_kinds(data)
         root = self.data_root(data)

@@ -83,7 +83,7 @@ class PolyMNIST(Experiment):
         return {m: Likelihood("laplace", scale) for m in self.modalities(data)}
 
     def classifier_kinds(self, data: PolyMNISTData) -> dict[str, str]:
-        from dmvae.evaluation.classifiers import polymnist_kinds
+        from dmvae.classifiers import polymnist_kinds
 
         kinds = polymnist_kinds(self.data_root(data), data.modalities)
         return dict(zip(self.modalities(data), kinds, strict=True))
@@ -92,7 +92,7 @@ class PolyMNIST(Experiment):
         self, data: PolyMNISTData, device: torch.device, progress: bool = True
     ) -> dict[str, nn.Module]:
         """Each modality's classifier, trained on its training images on first use."""
-        from dmvae.evaluation.classifiers import load_classifier
+        from dmvae.classifiers import load_classifier
 
         root = self.data_root(data)
         return {

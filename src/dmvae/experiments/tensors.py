@@ -143,7 +143,7 @@ def resolve_classifiers(
     """Per modality the classifier a spec names, on `device` in eval mode: a network as it is,
     "module:attribute" imported, or "cnn" trained on the train split's images and labels on
     first use and cached in the first writable of `cache_dirs` under a digest of the data."""
-    from dmvae.evaluation.classifiers import own_image_classifier
+    from dmvae.classifiers import own_image_classifier
 
     _check_names(specs, train, "classifiers")
     out = {}
@@ -256,7 +256,7 @@ class TensorExperiment(Experiment):
     def classifiers(
         self, data: Any, device: torch.device, progress: bool = True
     ) -> dict[str, nn.Module]:
-        from dmvae.evaluation.classifiers import classifier_dirs
+        from dmvae.classifiers import classifier_dirs
 
         given = self.given_classifiers
         given = given() if callable(given) else given
@@ -341,7 +341,7 @@ class FolderExperiment(Experiment):
     def classifiers(
         self, data: FolderData, device: torch.device, progress: bool = True
     ) -> dict[str, nn.Module]:
-        from dmvae.evaluation.classifiers import classifier_dirs
+        from dmvae.classifiers import classifier_dirs
 
         train, test = self.load(data, "train"), self.load(data, "test")
         dirs = classifier_dirs(data.path)

@@ -311,6 +311,10 @@ def test_report_and_grid(tmp_path):
     assert "| 3 | 75.0 | 12.3 | 50.0 | 20.0 / 40.0 |" in md and "| a->b | 50.0 |" in md
     ms = metrics_markdown({"model": "mvae", "latent": {"mnist": 0.9}}, mnist_svhn_table)
     assert "| 90.0 | n/a |" in ms
+    ll = {"joint": -12.34, "tuples": 50, "conditional": {"b+c->a": -4.56}}
+    md = metrics_markdown({**metrics, "loglik": ll}, paired_mnist_table)
+    assert "mean over 50 tuples" in md and "| log p(all) | -12.3 |" in md
+    assert "| log p(a \\| b+c) | -4.6 |" in md
     skipped = metrics_markdown({**metrics, "skipped": {"coherence": "no classifier"}})
     assert skipped.endswith("Skipped: coherence (no classifier)\n")
     path = save_conditional_grid(

@@ -42,6 +42,7 @@ def test_grid_order_budget_and_overrides(tmp_path):
 def test_markdown_table_layout():
     lines = table(["M", "DMVAE"], [["2", "64.8"], ["3", "–"]])
     assert lines == ["| M | DMVAE |", "|---|---|", "| 2 | 64.8 |", "| 3 | – |"]
+    assert table(["estimate"], [["log p(a | b)"]])[2] == "| log p(a \\| b) |"  # one cell
 
 
 def test_claims_are_checked_against_the_numbers():
@@ -186,3 +187,5 @@ def test_mnist_svhn_reproduction_end_to_end_on_synthetic_svhn(
     assert set(metrics["latent"]) == {"mnist", "svhn", "all"}
     assert set(metrics["joint_coherence"]) == {"prior", "gmm"}
     assert "unconditional_gmm/svhn" in metrics["fid"]
+    assert set(metrics["loglik"]["conditional"]) == {"svhn->mnist", "mnist->svhn"}
+    assert "| log p(x1 \\| x2) |" in report and "| log p(x1, x2) |" in report

@@ -12,4 +12,5 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
 
 
 def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
+    """One line; a "|" inside a cell is escaped, so that it does not split the cell."""
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"

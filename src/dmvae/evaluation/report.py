@@ -176,12 +176,27 @@ def metrics_markdown(metrics: dict, body: Callable[[dict], list[str]] = summary_
     if maps:
         lines += ["", "Every conditional coherence (%):", ""]
         lines += table(["map", "coherence"], [[k, _pct(v)] for k, v in maps.items()])
+    lines += loglik_lines(metrics.get("loglik", {}))
     skipped = metrics.get("skipped", {})
     if skipped:
         lines += ["", "Skipped: " + "; ".join(f"{k} ({why})" for k, why in skipped.items())]
     lines += classifier_table(metrics)
     lines += provenance_table(metrics)
     return "\n".join(lines) + "\n"
+
+
+def loglik_lines(loglik: dict) -> list[str]:
+    """The test log-likelihoods of metric "loglik": the joint, then each modality given the
+    others (K and the test tuples are in the provenance)."""
+    if not loglik:
+        return []
+    rows = [["log p(all)", f"{loglik['joint']:.1f}"]]
+    rows += [
+        [f"log p({k.split('->')[1]} | {k.split('->')[0]})", f"{v:.1f}"]
+        for k, v in loglik.get("conditional", {}).items()
+    ]
+    head = f"Test log-likelihoods (nats per tuple, mean over {loglik.get('tuples', '?')} tuples):"
+    return ["", head, "", *table(["estimate", "value"], rows)]
 
 
 def classifier_table(metrics: dict) -> list[str]:

@@ -67,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="quick: a reduced schedule for a CPU (docs/results.md); paper: the paper's epochs "
         "(default: %(default)s)",
     )
-    add_evaluation_options(p, experiments[0])
+    add_evaluation_options(p)
     add_run_options(p)
     p.set_defaults(func=run)
 
@@ -76,7 +76,7 @@ EVALUATION = ("fid_features", "num_samples", "max_test", "loglik_samples", "logl
 """The `EvalSettings` fields offered as flags of how every cell is evaluated."""
 
 
-def add_evaluation_options(p: argparse.ArgumentParser, experiment: str) -> None:
+def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     """How every cell is evaluated: the budget's settings unless given."""
     from dmvae.evaluation.settings import EvalSettings
     from dmvae.reproduce import BUDGETS
@@ -84,16 +84,19 @@ def add_evaluation_options(p: argparse.ArgumentParser, experiment: str) -> None:
     from dmvae.reproduce.layouts import LAYOUTS
 
     def per_budget(name: str) -> str:
+        """The budgets' values of setting `name` ("quick: 500 (polymnist: 100), paper: all")."""
         default = getattr(EvalSettings(), name)
-        values = [evaluation_settings(experiment, b).get(name, default) for b in BUDGETS]
-        return ", ".join(f"{v or 'all'} for {b}" for v, b in zip(values, BUDGETS, strict=True))
+        parts = []
+        for budget in BUDGETS:
+            values = {x: evaluation_settings(x, budget).get(name, default) for x in LAYOUTS}
+            common = max(set(values.values()), key=list(values.values()).count)
+            others = [f"{x}: {v or 'all'}" for x, v in values.items() if v != common]
+            parts.append(
+                f"{budget}: {common or 'all'}" + (f" ({', '.join(others)})" * bool(others))
+            )
+        return ", ".join(parts)
 
-    quick = [f"{x.quick_max_test} for quick {x.name}" for x in LAYOUTS.values() if x.quick_max_test]
-    budgeted = {
-        "fid_features": per_budget("fid_features"),
-        "max_test": ", ".join([*quick, "else the whole test set"]),
-        "loglik_test": per_budget("loglik_test"),
-    }
+    budgeted = {name: per_budget(name) for name in ("fid_features", "max_test", "loglik_test")}
     group = p.add_argument_group("evaluation of every cell")
     options.add_setting_flags(group, EvalSettings, EVALUATION, budgeted)
 

@@ -98,3 +98,20 @@ def test_amp_help_says_what_it_does_on_the_cpu(capsys):
     model.loss = loss
     TrainStep(model, 1e-3, amp=True)(next(data.batches(8, shuffle=False)), 1.0)
     assert seen == [torch.bfloat16]
+
+
+def test_models_and_experiments_are_listed_with_their_papers(capsys):
+    import dmvae
+    from dmvae.cli import main
+
+    models = {m.name: m for m in dmvae.list_models()}
+    assert set(models) >= {"dmvae", "mvae", "mmvae", "mopoe", "mmvaeplus"}
+    assert all(m.summary and m.paper for m in models.values())
+    assert "GCPR 2020" in models["dmvae"].paper and "ICLR 2023" in models["mmvaeplus"].paper
+    experiments = {x.name: x for x in dmvae.list_experiments()}
+    assert set(experiments) >= {"paired-mnist", "mnist-svhn", "polymnist", "folder"}
+    assert all(x.summary for x in experiments.values())
+    assert main(["train", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("models:\n") and "\nexperiments:\n" in out
+    assert "  mopoe " in out and "Generalized Multimodal ELBO" in out and "  folder " in out

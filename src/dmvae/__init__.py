@@ -2,7 +2,8 @@
 
 The public API, imported on first use (so that `import dmvae` stays cheap):
 `RunConfig` (a typed run), `train`, `load_run`, `evaluate_run`, the registries
-(`register_model`, `register_experiment`, `register_metric` with its `Metric` record) and
+(`register_model`, `register_experiment`, `register_metric` with its `Metric` record, and
+`list_models` / `list_experiments` of what is registered) and
 `TensorExperiment` / `MultimodalData` for your own modalities.
 """
 
@@ -23,9 +24,11 @@ _API = {
     "register_metric": "dmvae.evaluation.registry",
     "Metric": "dmvae.evaluation.metric",
     "register_model": "dmvae.models",
+    "list_models": "dmvae.models",
     "ModelSpec": "dmvae.models",
     "Preset": "dmvae.models",
     "register_experiment": "dmvae.experiments",
+    "list_experiments": "dmvae.experiments",
     "Experiment": "dmvae.experiments",
     "TensorExperiment": "dmvae.experiments",
     "MultimodalData": "dmvae.data",

@@ -146,6 +146,12 @@ def add_run_control(p: argparse.ArgumentParser) -> None:
         f"train.loggers=[...] replaces (default: {', '.join(TrainSettings().loggers)})",
     )
     p.add_argument(
+        "--list",
+        action="store_true",
+        help="list the registered models and experiments, with their papers, and exit "
+        "(default: train)",
+    )
+    p.add_argument(
         "--print-config",
         action="store_true",
         help="print the resolved config.json and exit without training (default: train)",
@@ -206,9 +212,25 @@ def with_loggers(config: RunConfig, log_to: str | None) -> RunConfig:
     return config.override({"train.loggers": loggers})
 
 
+def print_listings() -> None:
+    """`--list`: each registered model and experiment, its summary and its paper."""
+    from dmvae.experiments import list_experiments
+    from dmvae.models import list_models
+
+    for title, listings in (("models", list_models()), ("experiments", list_experiments())):
+        print(f"{title}:")
+        for item in listings:
+            print(f"  {item.name:<12} {item.summary}")
+            if item.paper:
+                print(f"  {'':<12} ({item.paper})")
+
+
 def run(args: argparse.Namespace) -> int:
     from dmvae.training import train
 
+    if args.list:
+        print_listings()
+        return 0
     config = resolve(args)
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))

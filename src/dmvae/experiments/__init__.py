@@ -10,6 +10,7 @@ from dmvae.experiments.base import (
     Experiment,
     NoData,
     get_experiment,
+    list_experiments,
     register_experiment,
 )
 from dmvae.experiments.mnist_svhn import MNISTSVHN, MNISTSVHNData
@@ -31,5 +32,6 @@ __all__ = [
     "TensorExperiment",
     "default_networks",
     "get_experiment",
+    "list_experiments",
     "register_experiment",
 ]

@@ -19,6 +19,7 @@ from torch import nn
 from dmvae.data.batch import MultimodalData
 from dmvae.errors import ConfigError
 from dmvae.likelihoods import Likelihood
+from dmvae.models.registry import Listing
 from dmvae.usercode import import_attribute
 
 
@@ -53,6 +54,10 @@ class Experiment:
     """
 
     name: str = ""
+    summary: str = ""
+    """One line: what the data are (`list_experiments`, `dmvae train --list`)."""
+    paper: str = ""
+    """The paper the benchmark comes from (empty for your own data)."""
     data_config: type = NoData
 
     def modalities(self, data: Any) -> tuple[str, ...]:
@@ -112,6 +117,11 @@ def store_absolute(data: Any, name: str) -> None:
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def list_experiments() -> list[Listing]:
+    """The registered experiments by name, each with its one-line summary and its paper."""
+    return [Listing(n, x.summary, x.paper) for n, x in sorted(EXPERIMENTS.items())]
 
 
 def register_experiment(experiment: Experiment) -> Experiment:

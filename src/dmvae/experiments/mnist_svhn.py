@@ -14,6 +14,7 @@ from dmvae.errors import ConfigError
 from dmvae.experiments.base import register_experiment, store_absolute
 from dmvae.experiments.digits import DigitExperiment, DigitFiles
 from dmvae.likelihoods import Likelihood
+from dmvae.models.dmvae import PAPER
 
 MODALITIES = ("mnist", "svhn")
 
@@ -37,6 +38,8 @@ class MNISTSVHNData(DigitFiles):
 
 class MNISTSVHN(DigitExperiment):
     name = "mnist-svhn"
+    summary = "MNIST digits paired with SVHN house numbers of the same digit (its Tables 1-3)"
+    paper = PAPER + "; the pairing of Shi et al., NeurIPS 2019"
     data_config = MNISTSVHNData
 
     def modalities(self, data: MNISTSVHNData) -> tuple[str, ...]:

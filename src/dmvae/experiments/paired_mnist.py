@@ -14,6 +14,7 @@ from dmvae.errors import ConfigError
 from dmvae.experiments.base import register_experiment, store_absolute
 from dmvae.experiments.digits import DigitExperiment, DigitFiles
 from dmvae.likelihoods import Likelihood
+from dmvae.models.dmvae import PAPER
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class PairedMNISTData(DigitFiles):
 
 class PairedMNIST(DigitExperiment):
     name = "paired-mnist"
+    summary = "noisy MNIST, M = 2 to 5 modalities that each show the same digit (its Figure 3)"
+    paper = PAPER
     data_config = PairedMNISTData
 
     def modalities(self, data: PairedMNISTData) -> tuple[str, ...]:

@@ -46,6 +46,8 @@ class PolyMNISTData(MissingModalities):
 
 class PolyMNIST(Experiment):
     name = "polymnist"
+    summary = "five MNIST modalities, each digit on its own kind of background"
+    paper = "Sutter, Daunhawer and Vogt, Generalized Multimodal ELBO, ICLR 2021"
     data_config = PolyMNISTData
 
     def modalities(self, data: PolyMNISTData) -> tuple[str, ...]:

@@ -298,6 +298,7 @@ class FolderExperiment(Experiment):
     """Your modalities as files: `dmvae train --experiment folder --set data.path=DIR`."""
 
     name = "folder"
+    summary = "your own modalities: a folder of .npy / .pt tensors, one per modality"
     data_config = FolderData
 
     def __init__(self) -> None:

@@ -7,7 +7,15 @@ from dmvae.models.mmvae import MMVAE, MMVAEConfig
 from dmvae.models.mmvaeplus import MMVAEPlus, MMVAEPlusConfig
 from dmvae.models.mopoe import MoPoE, MoPoEConfig
 from dmvae.models.mvae import MVAE, MVAEConfig
-from dmvae.models.registry import MODELS, ModelSpec, Preset, get_model, register_model
+from dmvae.models.registry import (
+    MODELS,
+    Listing,
+    ModelSpec,
+    Preset,
+    get_model,
+    list_models,
+    register_model,
+)
 
 __all__ = [
     "DMVAE",
@@ -24,6 +32,8 @@ __all__ = [
     "ModelSpec",
     "MultimodalVAE",
     "Preset",
+    "Listing",
     "get_model",
+    "list_models",
     "register_model",
 ]

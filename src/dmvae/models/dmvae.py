@@ -36,6 +36,13 @@ RECONSTRUCTIONS = ("release", "per_sample")
 INITS = ("release", "pytorch")
 
 
+PAPER = (
+    "Daunhawer, Sutter, Marcinkevics and Vogt, Self-supervised Disentanglement of "
+    "Modality-specific and Shared Factors Improves Multimodal Generative Models, GCPR 2020"
+)
+"""The paper this library reproduces (its model, and its paired-MNIST benchmark)."""
+
+
 def select_rows(device: torch.device) -> bool:
     """Whether the TC terms compute only subset A's rows (the CPU), or all rows with the others
     weighted 0 (the GPU, where counting the rows would stall every step)."""
@@ -398,6 +405,9 @@ register_model(
         "dmvae",
         DMVAE,
         DMVAEConfig,
+        summary="shared content by a product of experts, learned contrastively (InfoNCE); "
+        "modality-specific style kept apart by a total-correlation discriminator",
+        paper=PAPER,
         presets={
             "mnist-svhn": Preset(
                 train=dict(

@@ -186,6 +186,10 @@ register_model(
         "mmvae",
         MMVAE,
         MMVAEConfig,
+        summary="a uniform mixture of unimodal Laplace experts, trained on a stratified "
+        "importance-weighted bound (DReG gradients)",
+        paper="Shi, Siddharth, Paige and Torr, Variational Mixture-of-Experts Autoencoders for "
+        "Multi-Modal Deep Generative Models, NeurIPS 2019",
         presets={"mnist-svhn": _PAPER, "paired-mnist": _PAPER, "polymnist": _MOPOE_POLYMNIST},
     )
 )

@@ -291,6 +291,10 @@ register_model(
         "mmvaeplus",
         MMVAEPlus,
         MMVAEPlusConfig,
+        summary="MMVAE's mixture over a shared latent plus a modality-specific latent per "
+        "modality, with auxiliary priors for cross-modal generation",
+        paper="Palumbo, Daunhawer and Vogt, MMVAE+: Enhancing the Generative Quality of "
+        "Multimodal VAEs without Compromises, ICLR 2023",
         title="MMVAE+",
         presets={
             "polymnist": Preset(

@@ -162,6 +162,9 @@ register_model(
         "mopoe",
         MoPoE,
         MoPoEConfig,
+        summary="a uniform mixture of the products of experts of every subset of modalities "
+        "(the generalized multimodal ELBO)",
+        paper="Sutter, Daunhawer and Vogt, Generalized Multimodal ELBO, ICLR 2021",
         title="MoPoE",
         presets={"paired-mnist": _PAIRED_MNIST, "polymnist": _POLYMNIST},
     )

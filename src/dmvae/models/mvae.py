@@ -140,6 +140,10 @@ register_model(
         "mvae",
         MVAE,
         MVAEConfig,
+        summary="a product of the modalities' Gaussian experts and a prior expert, trained on "
+        "the ELBOs of the joint, of each modality and of random subsets",
+        paper="Wu and Goodman, Multimodal Generative Models for Scalable Weakly-Supervised "
+        "Learning, NeurIPS 2018",
         presets={
             "mnist-svhn": _PAPER,
             "paired-mnist": Preset(

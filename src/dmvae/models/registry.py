@@ -38,6 +38,10 @@ class ModelSpec:
     unrecorded: tuple[str, ...] = ()
     title: str = ""
     """How reports spell the model (default: the name in capitals)."""
+    summary: str = ""
+    """One line: what the model is (`list_models`, `dmvae train --list`)."""
+    paper: str = ""
+    """The paper it comes from."""
 
     def preset(self, experiment: str) -> Preset:
         """The paper's settings on `experiment`; an experiment without one gets the defaults."""
@@ -45,6 +49,20 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {}
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A registered model or experiment as listings show it."""
+
+    name: str
+    summary: str
+    paper: str
+
+
+def list_models() -> list[Listing]:
+    """The registered models by name, each with its one-line summary and its paper."""
+    return [Listing(n, s.summary, s.paper) for n, s in sorted(MODELS.items())]
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:

@@ -1,0 +1,102 @@
+"""The examples of the README and the guides stay true to the code: every `dmvae ...` command
+of a shell block parses with the real command line (a renamed flag or sub-command fails here,
+not for a reader), every script a block runs exists, and every Python block compiles and
+imports only names the package has. Running them is the job of examples/ and the tests that
+train: these commands name data, runs and budgets a test cannot have."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from dmvae.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"```(\w*)\n(.*?)```", re.S)
+
+
+def blocks(kinds: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(where, code) of the fenced blocks of these languages in the README and guides."""
+    found = []
+    for page in PAGES:
+        text = page.read_text()
+        for match in BLOCK.finditer(text):
+            if match.group(1) in kinds:
+                line = text[: match.start()].count("\n") + 1
+                found.append((f"{page.relative_to(ROOT)}:{line}", match.group(2)))
+    return found
+
+
+def commands(code: str) -> list[tuple[str, list[str]]]:
+    """The simple commands of a shell block with the folder each runs in: continuations
+    joined, comments dropped, split at `&&`, `;` and `|`, leading VAR=value assignments and
+    the "..." that stands for the arguments of the line above removed; `cd DIR` moves on."""
+    out, folder = [], "."
+    for line in code.replace("\\\n", " ").splitlines():
+        current: list[str] = []
+        for word in [*shlex.split(line, comments=True), "&&"]:
+            if word not in ("&&", ";", "|", "||"):
+                current.append(word)
+                continue
+            while current and re.match(r"^[A-Z_]+=", current[0]):
+                current.pop(0)
+            current = [w for w in current if w != "..."]
+            if current[:1] == ["cd"]:
+                folder = current[1]
+            elif current:
+                out.append((folder, current))
+            current = []
+    return out
+
+
+SHELL = [(where, *cmd) for where, code in blocks(("bash", "sh")) for cmd in commands(code)]
+
+
+@pytest.mark.parametrize("where, argv", [(w, c) for w, _, c in SHELL if c[0] == "dmvae"])
+def test_every_documented_dmvae_command_parses(where, argv):
+    try:
+        build_parser().parse_args(argv[1:])
+    except SystemExit as exit:
+        pytest.fail(f"{where}: `{shlex.join(argv)}` does not parse (exit {exit.code})")
+
+
+@pytest.mark.parametrize(
+    "where, folder, argv", [(w, f, c) for w, f, c in SHELL if c[0] == "python"]
+)
+def test_every_documented_script_exists(where, folder, argv):
+    script = next((a for a in argv[1:] if a.endswith(".py")), None)
+    if script is None:  # python -c / -m: the module or code is checked by what it names
+        module = argv[argv.index("-m") + 1] if "-m" in argv else None
+        assert module is None or importlib.util.find_spec(module), f"{where}: no module {module}"
+        return
+    assert (ROOT / folder / script).exists(), f"{where}: no {script} in {folder}"
+
+
+@pytest.mark.parametrize("where, code", blocks(("python",)))
+def test_every_python_example_compiles_and_names_what_exists(where, code):
+    tree = ast.parse(code, filename=where)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dmvae"):
+            module = importlib.import_module(node.module)
+            missing = [a.name for a in node.names if not hasattr(module, a.name)]
+            if missing:  # a submodule imported by name
+                missing = [n for n in missing if not importlib.util.find_spec(f"{node.module}.{n}")]
+            assert not missing, f"{where}: {node.module} has no {missing}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("dmvae"):
+                    importlib.import_module(alias.name)
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "dmvae"
+        ):
+            import dmvae
+
+            assert hasattr(dmvae, node.attr), f"{where}: dmvae has no {node.attr}"

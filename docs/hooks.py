@@ -1,13 +1,9 @@
-"""MkDocs hooks: the command-line and Python API reference, written at each build.
+"""MkDocs hooks: the command-line and API reference pages follow the code, not a hand-kept copy.
 
-docs/cli.md and docs/api.md hold only an introduction; this module appends the rest, so that
-the reference follows the code instead of a hand-kept copy: the `--help` text of `dmvae` and of
-each sub-command as argparse prints it, and a mkdocstrings block for every name of the public
-API (`dmvae._API`) and the registries outside it. A new command or public name appears without
-editing a page.
+docs/cli.md and docs/api.md hold an introduction; at each build this appends the `--help` text
+of `dmvae` and of each sub-command, and a mkdocstrings block per public name (`dmvae._API`, plus
+the registries outside it), so a new command or public name appears without editing a page.
 """
-
-from __future__ import annotations
 
 import argparse
 import os
@@ -15,18 +11,16 @@ import sys
 from pathlib import Path
 from unittest import mock
 
-# this checkout's code, not another installed copy of dmvae
+# describe this checkout's code, not another installed copy: import it while src/ leads sys.path
+# (mkdocs restores sys.path once the hook is loaded; dmvae.__path__ then finds the rest)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import dmvae  # noqa: E402
+from dmvae.cli import build_parser  # noqa: E402
 
 # public names outside dmvae._API: the model interface, the other registries, the Hub
-EXTRA = (
-    "dmvae.models.base.MultimodalVAE",
-    "dmvae.tracking.register_logger",
-    "dmvae.evaluation.report.register_run_table",
-    "dmvae.reproduce.layouts.register_layout",
-    "dmvae.hub.push_run",
-    "dmvae.hub.pull_run",
-)
+EXTRA = """dmvae.models.base.MultimodalVAE dmvae.tracking.register_logger
+    dmvae.evaluation.report.register_run_table dmvae.reproduce.layouts.register_layout
+    dmvae.hub.push_run dmvae.hub.pull_run""".split()
 # the API page's sections and the packages each holds; a name in none of them lands in "Other"
 GROUPS = {
     "Models": ("dmvae.models", "dmvae.likelihoods"),
@@ -41,8 +35,6 @@ GROUPS = {
 def on_page_markdown(markdown: str, page, **kwargs) -> str:
     if page.file.src_uri == "cli.md":
         with mock.patch.dict(os.environ, COLUMNS="100"):  # argparse wraps at $COLUMNS - 2
-            from dmvae.cli import build_parser
-
             return markdown + "".join(help_sections(build_parser(), depth=0))
     if page.file.src_uri == "api.md":
         return markdown + api_reference()
@@ -59,9 +51,7 @@ def help_sections(parser: argparse.ArgumentParser, depth: int):
 
 
 def api_reference() -> str:
-    import dmvae
-
-    paths = [f"{module}.{name}" for name, module in dmvae._API.items()] + list(EXTRA)
+    paths = [f"{module}.{name}" for name, module in dmvae._API.items()] + EXTRA
     blocks = []
     for heading, packages in GROUPS.items():
         chosen = [p for p in paths if p.startswith(tuple(f"{pkg}." for pkg in packages))]

@@ -6,7 +6,9 @@ the registries outside it), so a new command or public name appears without edit
 """
 
 import argparse
+import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 from unittest import mock
@@ -15,7 +17,9 @@ from unittest import mock
 # (mkdocs restores sys.path once the hook is loaded; dmvae.__path__ then finds the rest)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import dmvae  # noqa: E402
+import dmvae.models  # noqa: E402
 from dmvae.cli import build_parser  # noqa: E402
+from dmvae.markdown import table  # noqa: E402
 
 # public names outside dmvae._API: the model interface, the other registries, the Hub
 EXTRA = """dmvae.models.base.MultimodalVAE dmvae.tracking.register_logger
@@ -38,7 +42,30 @@ def on_page_markdown(markdown: str, page, **kwargs) -> str:
             return markdown + "".join(help_sections(build_parser(), depth=0))
     if page.file.src_uri == "api.md":
         return markdown + api_reference()
-    return markdown
+    return SETTINGS.sub(lambda m: model_settings(m.group(1)), markdown)
+
+
+SETTINGS = re.compile(r"<!-- settings: (\S+) -->")
+"""Where a model page wants its generated settings: the config's fields, then the presets."""
+
+
+def model_settings(name: str) -> str:
+    """A model's config fields with their defaults, and its preset per experiment (what differs
+    from those defaults and from the training defaults), read from the registry."""
+    spec = dmvae.models.get_model(name)
+    config = spec.config
+    fields = [
+        [f"`{f.name}`", str(f.type), repr(f.default)] for f in dataclasses.fields(spec.config)
+    ]
+    presets = [
+        [experiment, *(", ".join(f"{k}={v!r}" for k, v in part.items()) or "–" for part in p)]
+        for experiment, p in ((x, (p.train, p.model)) for x, p in spec.presets.items())
+    ]
+    lines = ["## Settings", "", f"`model.*` ({config.__name__}):", ""]
+    lines += [*table(["field", "type", "default"], fields), ""]
+    lines += ["Presets, the paper's settings per experiment (`dmvae train` starts there):", ""]
+    lines += [*table(["experiment", "train", "model"], presets), ""]
+    return "\n".join([*lines, f"::: {config.__module__}.{config.__name__}", ""])
 
 
 def help_sections(parser: argparse.ArgumentParser, depth: int):

@@ -3,7 +3,7 @@
 Paired noisy MNIST, M = 5, batch 1024, one epoch each, side by side in one process. The
 DataLoader side is what a per-item data set does: index an item, add its noise, collate.
 
-    python benchmarks/bench_data_loading.py [--data-root ../shared/data] [--workers 0]
+    python benchmarks/bench_data_loading.py [--data-root DATA_ROOT] [--workers 0]
 """
 
 from __future__ import annotations

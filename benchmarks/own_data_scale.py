@@ -18,7 +18,7 @@ test rows (for two modalities the same as the leave-one-out mean). Each run's la
 reconstruction and KL terms go to OUT/results.json with the scores (reconstruction terms are not
 comparable across scales: the scale is part of the likelihood).
 
-    DMVAE_DATA=../shared/data python benchmarks/own_data_scale.py \
+    DMVAE_DATA=DATA_ROOT python benchmarks/own_data_scale.py \
         [--models dmvae mvae] [--scales 0.03 0.1 0.3 0.75] [--steps 1000] \
         [--sets shapes mnist-pairs] [--out /tmp/own-data-scale]
 """

@@ -4,7 +4,7 @@ Times `--steps` training steps (`TrainStep`, the trainer's own step) after 3 war
 real paired MNIST (M = 2 and 5) for each candidate and prints ms/step and the implied seconds
 per epoch of 60,000 tuples.
 
-    python benchmarks/schedule_costs.py [--steps 10] [--data-root ../shared/data]
+    python benchmarks/schedule_costs.py [--steps 10] [--data-root DATA_ROOT]
         [--modalities 2 5]
 """
 

@@ -1,4 +1,4 @@
-"""Fixed-seed training runs give the loss traces recorded before the redesign of issue 15
+"""Fixed-seed training runs give the loss traces recorded before the trainer's redesign
 (tests/data/loss_trace_v0.json, written by the former trainer with its own config format):
 the typed run config, the registries and the shared training step changed no number.
 

@@ -56,7 +56,8 @@ def release_poe_mean(mu: torch.Tensor, logvar: torch.Tensor, keep: torch.Tensor)
 
 
 def release_infomax(h1: torch.Tensor, h2: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
-    """utils.compute_infomax with the self-similarity diagonal removed (SPEC.md)."""
+    """utils.compute_infomax with the self-similarity diagonal removed (the release's
+    `~eye(...)` inverts bits instead of masking: docs/protocol.md, "Differences", row 5)."""
     n = h1.shape[0]
     z1, z2 = F.normalize(h1, dim=-1), F.normalize(h2, dim=-1)
     z = torch.cat([z1, z2])

@@ -120,7 +120,7 @@ def deviations(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help="data root (default: $DMVAE_DATA or the folder the tests use)")
+    parser.add_argument("--data", help="data root (default: $DMVAE_DATA, else the tests' folder)")
     parser.add_argument("--json", help="write every deviation to this file")
     parser.add_argument("--case", action="append", help="only this case (repeatable)")
     parser.add_argument(

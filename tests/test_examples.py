@@ -81,3 +81,27 @@ def test_the_incomplete_data_example_trains_and_imputes_the_missing_modality(tmp
     assert scores["python_matches_cli"] == 1.0
     assert scores["imputed_tag_accuracy"] > 0.6, scores
     assert len(list((tmp_path / "no-tag").glob("*.png"))) == 200
+
+
+def run_example(name: str, argv: list[str]):
+    """`main(argv)` of examples/<name>.py, imported as the script runs it."""
+    spec = importlib.util.spec_from_file_location(f"{name}_example", EXAMPLE.parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(argv)
+
+
+def test_the_quickstart_and_use_trained_tutorials_run(
+    tmp_path, mnist_root, quick_classifiers, capsys
+):
+    """The two tutorials in a row: train and evaluate paired MNIST from Python, then load the
+    run and impute, sample and encode with it."""
+    run = tmp_path / "quickstart"
+    argv = ["--out", str(run), "--max-steps", "20", "--data-root", str(mnist_root)]
+    metrics = run_example("quickstart", [*argv, "--num-samples", "200", "--max-test", "300"])
+    assert 0 <= metrics["coherence"]["cross_mean"] <= 1 and "gmm" in metrics["joint_coherence"]
+    assert "cross coherence" in capsys.readouterr().out
+    out = run_example("use_trained", [str(run)])
+    assert out["m1"].shape == (32, 1, 28, 28) and out["joint/m0"].shape == (16, 1, 28, 28)
+    assert out["shared"].shape[0] == 8 and set(out) >= {"style/m0", "style/m1"}
+    assert {p.name for p in (run / "examples").iterdir()} == {"m0_to_m1.png", "joint.png"}

@@ -87,5 +87,5 @@ def mnist_svhn_report(results: Results, header: str) -> str:
             [label, *(e for m in models for e in _entries(results, m, key, scale))]
             for key, label in rows
         ]
-        lines += [f"## {title}", "", *table(["metric", *columns], body), ""]
+        lines += [f"### {title}", "", *table(["metric", *columns], body), ""]
     return "\n".join(lines)

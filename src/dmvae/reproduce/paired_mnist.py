@@ -121,7 +121,7 @@ def _loglik_section(series: Series, ms: list[int], models: list[str]) -> list[st
     with_ll = [m for m in models if any(series[m][k]["joint_ll"] for k in series[m])]
     if not with_ll:
         return []
-    lines = ["", "## Test log-likelihoods (nats per tuple), median over seeds", ""]
+    lines = ["", "### Test log-likelihoods (nats per tuple), median over seeds", ""]
     lines += [
         "Importance-sampled with K samples per tuple on the provenance's test tuples "
         '(docs/protocol.md, "Test log-likelihoods"); each model under its own decoder '
@@ -145,16 +145,16 @@ def paired_mnist_report(results: Results, header: str) -> str:
     def per_model(key: str, scale: float = 1.0) -> list[str]:
         return _series_table(series, ms, [(m, key, model_title(m)) for m in models], scale)
 
-    lines = [header, "", "## Leave-one-out coherence (%), median ± std over seeds", ""]
+    lines = [header, "", "### Leave-one-out coherence (%), median ± std over seeds", ""]
     lines += per_model("coherence", 100)
-    lines += ["", "## Coherence from a single modality (%, mean over the one-input maps)", ""]
+    lines += ["", "### Coherence from a single modality (%, mean over the one-input maps)", ""]
     lines += ["The gap to the table above is what aggregating M - 1 inputs adds.", ""]
     lines += per_model("cross", 100)
-    lines += ["", f"## Class-specific conditional {fid_name(results)}, leave-one-out mean", ""]
+    lines += ["", f"### Class-specific conditional {fid_name(results)}, leave-one-out mean", ""]
     lines += per_model("fid")
     columns = _probe_columns(series, models)
     if columns:
-        lines += ["", "## Linear probes of the digit (%, whole test set), median over seeds", ""]
+        lines += ["", "### Linear probes of the digit (%, whole test set), median over seeds", ""]
         lines += [
             "all: the shared latent (DMVAE: content) given all modalities; one: given one "
             "modality, mean over modalities; style: one modality's style (DMVAE), mean over "
@@ -163,6 +163,6 @@ def paired_mnist_report(results: Results, header: str) -> str:
         ]
         lines += _series_table(series, ms, columns, 100)
     lines += _loglik_section(series, ms, models)
-    lines += ["", "## The paper's findings (Figure 3) against ours", ""]
+    lines += ["", "### The paper's findings (Figure 3) against ours", ""]
     lines += paired_mnist_claims(series) or ["- Too few complete cells to compare."]
     return "\n".join(lines) + "\n"

@@ -53,7 +53,7 @@ def cells_table(results: Results) -> list[str]:
             ]
         )
     header = ["model", "M", "seed", "leave-one-out coherence (%)", "train (s)", "evaluation (s)"]
-    return ["## Cells", "", *table(header, rows)]
+    return ["### Cells", "", *table(header, rows)]
 
 
 def write_report(out: Path, experiment: str, command: str | None = None) -> Path:

@@ -16,7 +16,7 @@ from dmvae.experiments.base import Experiment, MissingModalities
 
 @dataclass(frozen=True)
 class DigitFiles(MissingModalities):
-    """`root`: the folder holding MNIST/ (and SVHN/); default $DMVAE_DATA, else the user
+    """`root`: the folder holding MNIST/ (and SVHN's .mat files); default $DMVAE_DATA, else the user
     cache. `download`: fetch missing files. `pairing_seed`: which pairs are drawn.
     `missing_rate`, `missing_seed`: incomplete training data (`MissingModalities`)."""
 

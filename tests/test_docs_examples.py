@@ -151,3 +151,10 @@ def test_some_examples_run_and_every_skipped_one_says_why():
     marks = [line for line in marks if line.startswith(COMPILE_ONLY)]
     assert len(marks) == len(blocks(("python",), runnable=False)) >= 1
     assert all(re.fullmatch(r"<!-- example: compile only \(.{10,}\) -->", m) for m in marks)
+
+
+def test_every_public_name_has_a_docstring_for_the_api_reference():
+    import dmvae
+
+    bare = [name for name in dmvae._API if len((getattr(dmvae, name).__doc__ or "").strip()) < 20]
+    assert not bare, f"public names without a docstring (the site's API page shows it): {bare}"

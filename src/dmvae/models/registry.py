@@ -27,7 +27,10 @@ class Preset:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """`unrecorded`: settings that config.json files without a version may lack although they
+    """A model as the registry knows it: its name, class and config dataclass, the paper's
+    settings per experiment (`presets`), and how listings and reports show it.
+
+    `unrecorded`: settings that config.json files without a version may lack although they
     change training (they were added later, and such files list only the preset's settings):
     those runs load with today's defaults for evaluation, but are not resumed."""
 

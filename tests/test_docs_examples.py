@@ -115,8 +115,8 @@ def test_every_python_example_compiles_and_names_what_exists(where, code):
 
 
 def free_names(tree: ast.Module) -> set[str]:
-    """Names a block reads that it never binds and Python does not define: a block with any
-    stands for the reader's own variables (x_img, ...) and is only compiled."""
+    """Names a block reads that it never binds and Python does not define (the reader's own
+    variables, x_img, ...)."""
     bound = set(dir(builtins))
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -132,14 +132,22 @@ def free_names(tree: ast.Module) -> set[str]:
     return reads - bound
 
 
-RUNNABLE = [(w, c) for w, c in blocks(("python",), runnable=True) if not free_names(ast.parse(c))]
+RUNNABLE = blocks(("python",), runnable=True)
+
+
+@pytest.mark.parametrize("where, code", RUNNABLE)
+def test_an_unmarked_python_example_is_self_contained(where, code):
+    """So that it can run: a block that uses names it does not define is the reader's sketch
+    and must say so (the compile-only mark, with the reason)."""
+    missing = free_names(ast.parse(code))
+    assert not missing, f"{where}: uses {sorted(missing)}; define them or mark it compile-only"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where, code", RUNNABLE)
 def test_every_self_contained_python_example_runs(where, code, tmp_path, monkeypatch, mnist_root):
-    """A block that binds every name it uses runs as it is, in an empty folder, with MNIST in
-    $DMVAE_DATA (pages mark the blocks that cannot run here)."""
+    """Every Python example not marked compile-only runs as it is, in an empty folder, with
+    MNIST in $DMVAE_DATA."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DMVAE_DATA", str(mnist_root))
     exec(compile(code, where, "exec"), {"__name__": "__example__"})

@@ -166,3 +166,27 @@ def test_every_public_name_has_a_docstring_for_the_api_reference():
 
     bare = [name for name in dmvae._API if len((getattr(dmvae, name).__doc__ or "").strip()) < 20]
     assert not bare, f"public names without a docstring (the site's API page shows it): {bare}"
+
+
+SMALLER = {"train": ["--max-steps", "5"], "evaluate": ["--max-test", "200", "--num-samples", "100"]}
+"""What the README's first command gets appended in the test: a tiny budget, nothing else."""
+
+
+@pytest.mark.slow
+def test_the_readmes_first_command_runs_at_a_tiny_budget(
+    tmp_path, monkeypatch, mnist_root, quick_classifiers, capsys
+):
+    """Its `dmvae` commands as written (pip install aside), in an empty folder, each with
+    SMALLER appended: the command a newcomer pastes first must keep working."""
+    from dmvae.cli import main
+
+    where, code = blocks(("bash",))[0]
+    assert where.startswith("README.md"), "the README's first block is its first command"
+    argvs = [argv for _, argv in commands(code) if argv[0] == "dmvae"]
+    assert [a[1] for a in argvs] == ["train", "evaluate"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DMVAE_DATA", str(mnist_root))
+    for argv in argvs:
+        assert main([*argv[1:], *SMALLER[argv[1]], "--no-progress"]) == 0, shlex.join(argv)
+    assert "cross coherence" in capsys.readouterr().out
+    assert (tmp_path / "runs" / "quickstart" / "eval" / "metrics.json").exists()

@@ -267,3 +267,15 @@ def test_every_model_estimates_finite_log_likelihoods_that_tighten_with_K(name):
     assert mean(names, (), 1) < mean(names, (), 300)
     mean(("c",), ("a", "b"), 10)  # untrained decoders barely read z: no gap to compare
     assert mean(names, (), 5, seed=3) == mean(names, (), 5, seed=3)
+
+
+def test_mixture_moments_are_those_of_many_samples():
+    """The mean and variance MMVAE and MMVAE+ embed with, against a Monte Carlo estimate."""
+    g = torch.Generator().manual_seed(0)
+    loc, scale = torch.randn(3, 2, 4, generator=g), torch.rand(3, 2, 4, generator=g) + 0.3
+    for family in (LAPLACE, NORMAL):
+        mix = Mixture(family, loc, scale)
+        z = mix.sample(200000, torch.Generator().manual_seed(1))
+        mean, logvar = mix.moments()
+        torch.testing.assert_close(mean, z.mean(0), atol=0.02, rtol=0)
+        torch.testing.assert_close(logvar.exp(), z.var(0), atol=0.05, rtol=0.03)

@@ -136,6 +136,13 @@ class Mixture:
         rows = torch.arange(b, device=self.loc.device).expand(k, b)
         return self.family.rsample(self.loc[pick, rows], self.scale[pick, rows], 1, generator)[0]
 
+    def moments(self) -> tuple[Tensor, Tensor]:
+        """The mixture's mean and log-variance per dimension, [B, D] each (the embeddings of a
+        mixture posterior)."""
+        mean = self.loc.mean(0)
+        second = (self.family.variance(self.scale) + self.loc.pow(2)).mean(0)
+        return mean, torch.log((second - mean.pow(2)).clamp_min(1e-12))
+
     def log_prob(self, z: Tensor) -> Tensor:
         """log (1/C) sum_c q_c(z), z [..., B, D] -> [..., B]."""
         per_component = self.family.log_prob(z.unsqueeze(-3), self.loc, self.scale).sum(-1)

@@ -45,12 +45,13 @@ def log_likelihood(
     likelihoods score (the batch's)."""
     rows = next(iter(targets.values())).shape[0]
     q = model.shared_posterior(inputs, tuple(given) or tuple(scored))
+    prior = None if given else model.shared_prior()
     chunk = max(1, ROWS // rows)
     total = None
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
         z = q.sample(n, generator)  # [n, B, D]
-        log_w = z.new_zeros(n, rows) if given else model.shared_prior().log_prob(z) - q.log_prob(z)
+        log_w = z.new_zeros(n, rows) if prior is None else prior.log_prob(z) - q.log_prob(z)
         for t in scored:
             latent, log_ratio = model.decoder_latents(inputs, t, z, generator)
             loc = model.decoders[t](latent.flatten(0, 1)).unflatten(0, (n, rows))

@@ -70,13 +70,9 @@ class MMVAE(MultimodalVAE):
     def encode(
         self, inputs: dict[str, Tensor], subset: Sequence[str] | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Mean and log-variance of the mixture of the experts in `subset` (a Laplace has
-        variance 2 b^2); used for embeddings, not for sampling."""
-        names = self.check_subset(subset)
-        loc, scale = self._posteriors(inputs, names)
-        mean = loc.mean(0)
-        second = (2 * scale.pow(2) + loc.pow(2)).mean(0)
-        return mean, torch.log((second - mean.pow(2)).clamp_min(1e-12))
+        """Mean and log-variance of the mixture of the experts in `subset`; used for
+        embeddings, not for sampling."""
+        return self.shared_posterior(inputs, subset).moments()
 
     def ex_post_embeddings(self, inputs: dict[str, Tensor]) -> Tensor:
         """Every expert's posterior location, stacked [M * B, D]: the mixture's components."""
@@ -133,7 +129,9 @@ class MMVAE(MultimodalVAE):
         scale = self.prior_scale()
         return Factorised(LAPLACE, torch.zeros_like(scale), scale)
 
-    def shared_posterior(self, inputs: Mapping[str, Tensor], names: Sequence[str]) -> Density:
+    def shared_posterior(
+        self, inputs: Mapping[str, Tensor], names: Sequence[str] | None
+    ) -> Mixture:
         """The uniform mixture of the experts in `names`."""
         return Mixture(LAPLACE, *self._posteriors(inputs, self.check_subset(names)))
 

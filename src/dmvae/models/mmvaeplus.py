@@ -135,11 +135,7 @@ class MMVAEPlus(SharedPrivateVAE):
     ) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of the mixture of the experts' z posteriors in `subset`;
         for embeddings, not for sampling."""
-        loc, scale = self._posteriors(inputs, self.check_subset(subset))
-        loc, scale = loc[..., self.style_dim :], scale[..., self.style_dim :]
-        mean = loc.mean(0)
-        second = (self.family.variance(scale) + loc.pow(2)).mean(0)
-        return mean, torch.log((second - mean.pow(2)).clamp_min(1e-12))
+        return self.shared_posterior(inputs, subset).moments()
 
     def embed(
         self,
@@ -249,7 +245,9 @@ class MMVAEPlus(SharedPrivateVAE):
         scale = self.prior_scale()[: self.style_dim]
         return Factorised(self.family, torch.zeros_like(scale), scale)
 
-    def shared_posterior(self, inputs: Mapping[str, Tensor], names: Sequence[str]) -> Density:
+    def shared_posterior(
+        self, inputs: Mapping[str, Tensor], names: Sequence[str] | None
+    ) -> Mixture:
         """The uniform mixture of the experts' z posteriors in `names`."""
         loc, scale = self._posteriors(inputs, self.check_subset(names))
         return Mixture(self.family, loc[..., self.style_dim :], scale[..., self.style_dim :])
